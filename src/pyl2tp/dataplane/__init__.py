@@ -1,0 +1,1 @@
+"""pyl2tp.dataplane."""
