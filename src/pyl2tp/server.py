@@ -1,0 +1,175 @@
+"""The LNS: an L2TP endpoint on UDP 1701, a control socket, signal handling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Any
+
+from pyl2tp.config import ServerConfig
+from pyl2tp.control import CommandError, ControlServer
+from pyl2tp.io.udp import EndpointDriver
+from pyl2tp.l2tp.channel import ChannelConfig
+from pyl2tp.l2tp.endpoint import EndpointConfig, L2TPEndpoint
+from pyl2tp.l2tp.events import Event, SessionClosed, SessionEstablished, TunnelClosed
+from pyl2tp.l2tp.tunnel import TunnelConfig
+from pyl2tp.link import LINKS
+from pyl2tp.views import session_view, tunnel_view
+
+log = logging.getLogger("pyl2tp.server")
+
+#: how long shutdown waits for StopCCNs to be acknowledged
+SHUTDOWN_GRACE = 3.0
+
+
+def endpoint_config(config: ServerConfig) -> EndpointConfig:
+    """The L2TP settings of a server configuration."""
+    l2tp = config.l2tp
+    return EndpointConfig(
+        tunnel=TunnelConfig(
+            hostname=config.server.hostname,
+            vendor_name=l2tp.vendor_name,
+            secret=l2tp.secret.encode() if l2tp.secret is not None else None,
+            hide_avps=l2tp.hide_avps,
+            hello_interval=l2tp.hello_interval,
+            linger=l2tp.linger,
+            max_sessions=l2tp.max_sessions_per_tunnel,
+            lac=False,
+            channel=ChannelConfig(
+                receive_window=l2tp.receive_window,
+                retransmit_initial=l2tp.retransmit_initial,
+                retransmit_cap=l2tp.retransmit_cap,
+                max_retries=l2tp.max_retries,
+                ack_delay=l2tp.ack_delay,
+            ),
+        ),
+        max_tunnels=l2tp.max_tunnels,
+        max_tunnels_per_peer=l2tp.max_tunnels_per_peer,
+        max_sessions=l2tp.max_sessions,
+    )
+
+
+class Server:
+    """An LNS: owns the endpoint, its sockets and the control socket."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.endpoint = L2TPEndpoint(
+            endpoint_config(config), random_bytes=os.urandom, link_factory=LINKS[config.debug.link]
+        )
+        self.driver: EndpointDriver | None = None
+        self.control: ControlServer | None = None
+        self.stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self.driver = EndpointDriver(self.endpoint, self.on_event)
+        for host in self.config.server.listen:
+            addr = await self.driver.listen(host, self.config.server.port)
+            log.info("listening on %s:%d", *addr)
+        self.control = ControlServer(
+            self.config.server.control_socket,
+            {
+                "status": self._status,
+                "tunnels": self._tunnels,
+                "sessions": self._sessions,
+                "disconnect": self._disconnect,
+                "reload": self._reload,
+            },
+        )
+        await self.control.start()
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, SessionEstablished):
+            log.info("%s: session up", event.session.label)
+        elif isinstance(event, SessionClosed):
+            log.info("%s: session down (%s: %s)", event.session.label, event.cause, event.reason)
+        elif isinstance(event, TunnelClosed):
+            log.info("%s: tunnel down (%s: %s)", event.tunnel.label, event.cause, event.reason)
+
+    async def stop(self) -> None:
+        """StopCCN to every peer, wait briefly for their acks, close sockets."""
+        driver = self.driver
+        if driver is not None:
+            self.endpoint.close_all(driver.now())
+            driver.transmit()
+            deadline = driver.now() + SHUTDOWN_GRACE
+            while self._unacked() and driver.now() < deadline:
+                await asyncio.sleep(0.05)
+            driver.close()
+        if self.control is not None:
+            await self.control.close()
+
+    def _unacked(self) -> bool:
+        return any(not t.channel.idle and not t.closed for t in self.endpoint.tunnels.values())
+
+    # -- control socket handlers ------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self.driver is not None
+        return self.driver.now()
+
+    async def _status(self, args: dict[str, Any]) -> Any:
+        return {
+            "role": "lns",
+            "pid": os.getpid(),
+            "listen": [f"{h}:{self.config.server.port}" for h in self.config.server.listen],
+            "tunnels": len(self.endpoint.tunnels),
+            "sessions": self.endpoint.session_count,
+            "stats": self.endpoint.stats.as_dict(),
+        }
+
+    async def _tunnels(self, args: dict[str, Any]) -> Any:
+        now = self._now()
+        return [tunnel_view(t, now) for t in self.endpoint.tunnels.values()]
+
+    async def _sessions(self, args: dict[str, Any]) -> Any:
+        now = self._now()
+        return [session_view(s, now) for s in self.endpoint.sessions()]
+
+    async def _disconnect(self, args: dict[str, Any]) -> Any:
+        return disconnect(self.endpoint, self.driver, args)
+
+    async def _reload(self, args: dict[str, Any]) -> Any:
+        raise CommandError("reload: nothing reloadable yet (users and pools arrive with PPP)")
+
+
+def disconnect(endpoint: L2TPEndpoint, driver: EndpointDriver | None, args: dict[str, Any]) -> Any:
+    """`ctl disconnect`: a tunnel (StopCCN) or one session (CDN)."""
+    assert driver is not None
+    tid = args.get("tunnel_id")
+    sid = args.get("session_id")
+    if not isinstance(tid, int):
+        raise CommandError("disconnect: tunnel_id (an integer) is required")
+    tunnel = endpoint.tunnels.get(tid)
+    if tunnel is None:
+        raise CommandError(f"disconnect: no tunnel {tid}")
+    now = driver.now()
+    if sid is None:
+        endpoint.close_tunnel(tunnel, now, "disconnected by administrator")
+    else:
+        session = tunnel.sessions.get(sid) if isinstance(sid, int) else None
+        if session is None:
+            raise CommandError(f"disconnect: no session {sid} in tunnel {tid}")
+        endpoint.close_session(session, now, "disconnected by administrator")
+    driver.transmit()
+    return {"disconnected": {"tunnel_id": tid, "session_id": sid}}
+
+
+async def run_server(config: ServerConfig) -> int:
+    """Run an LNS until SIGTERM or SIGINT; returns the exit status."""
+    server = Server(config)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stopping.set)
+    log.info("LNS %r ready", config.server.hostname)
+    await server.stopping.wait()
+    log.info("shutting down")
+    await server.stop()
+    return 0
