@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from pyl2tp.l2tp.session import Session
@@ -22,7 +21,7 @@ def tunnel_view(tunnel: Tunnel, now: float) -> dict[str, Any]:
         "role": "initiator" if tunnel.initiator else "responder",
         "authenticated": tunnel.config.secret is not None,
         "uptime": _uptime(tunnel.established_at, now),
-        "channel": asdict(tunnel.channel.stats),
+        "retransmits": tunnel.channel.stats.retransmitted,
     }
 
 
