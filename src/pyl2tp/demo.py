@@ -69,13 +69,28 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     made: list[str] = []
     try:
-        _step(f"namespaces {srv_ns} ({SERVER_IP}) and {cli_ns} ({CLIENT_IP}), joined by a veth pair")
+        _step(
+            f"namespaces {srv_ns} ({SERVER_IP}) and {cli_ns} ({CLIENT_IP}), joined by a veth pair"
+        )
         for ns in (srv_ns, cli_ns):
             _run("ip", "netns", "add", ns)
             made.append(ns)
             _run("ip", "-n", ns, "link", "set", "lo", "up")
         veth_s, veth_c = f"pds{tag}"[:15], f"pdc{tag}"[:15]
-        _run("ip", "link", "add", veth_s, "netns", srv_ns, "type", "veth", "peer", veth_c, "netns", cli_ns)
+        _run(
+            "ip",
+            "link",
+            "add",
+            veth_s,
+            "netns",
+            srv_ns,
+            "type",
+            "veth",
+            "peer",
+            veth_c,
+            "netns",
+            cli_ns,
+        )
         for ns, dev, ip in ((srv_ns, veth_s, SERVER_IP), (cli_ns, veth_c, CLIENT_IP)):
             _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
             _run("ip", "-n", ns, "link", "set", dev, "up")
@@ -92,8 +107,14 @@ def main() -> int:
         )
         _step("starting the LNS: pyl2tp server -c server.toml (tunnel authentication on)")
         srv_log = open(work / "server.log", "wb")  # noqa: SIM115 - closed with the process
-        procs.append(subprocess.Popen(_pyl2tp(srv_ns, "server", "-c", str(work / "server.toml")), stderr=srv_log))
-        _wait(lambda: _ctl(srv_ns, srv_sock, "status") is not None, 15, "the server's control socket")
+        procs.append(
+            subprocess.Popen(
+                _pyl2tp(srv_ns, "server", "-c", str(work / "server.toml")), stderr=srv_log
+            )
+        )
+        _wait(
+            lambda: _ctl(srv_ns, srv_sock, "status") is not None, 15, "the server's control socket"
+        )
 
         _step("starting the client: pyl2tp client -c client.toml (one tunnel, two sessions)")
         cli_log = open(work / "client.log", "wb")  # noqa: SIM115
@@ -105,7 +126,9 @@ def main() -> int:
             )
         )
         _wait(
-            lambda: sum(s["state"] == "established" for s in _ctl(srv_ns, srv_sock, "sessions")) == 2,
+            lambda: (
+                sum(s["state"] == "established" for s in _ctl(srv_ns, srv_sock, "sessions")) == 2
+            ),
             20,
             "two established sessions",
         )
@@ -120,7 +143,9 @@ def main() -> int:
         client = procs.pop()
         client.send_signal(signal.SIGTERM)
         client.wait(10)
-        _wait(lambda: _ctl(srv_ns, srv_sock, "sessions") == [], 10, "the server to free the sessions")
+        _wait(
+            lambda: _ctl(srv_ns, srv_sock, "sessions") == [], 10, "the server to free the sessions"
+        )
         states = [t["state"] for t in _ctl(srv_ns, srv_sock, "tunnels")]
         print(f"server sessions after the client left: none; tunnel states: {states}")
         print("(a closed tunnel lingers ~31 s to re-acknowledge a lost StopCCN: RFC 2661 5.7)")

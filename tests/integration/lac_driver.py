@@ -46,15 +46,22 @@ async def main(server: str, tunnels: int, sessions: int, frames: int, secret: st
     sent = 0
     for session in opened:
         for i in range(frames):
-            frame = b"\xff\x03\xc0\x21" + session.local_id.to_bytes(2) + i.to_bytes(2) + bytes(range(40))
+            frame = (
+                b"\xff\x03\xc0\x21"
+                + session.local_id.to_bytes(2)
+                + i.to_bytes(2)
+                + bytes(range(40))
+            )
             assert client.driver is not None
             client.endpoint.send_frame(session, frame)
             sent += 1
         assert client.driver is not None
         client.driver.transmit()
     deadline = asyncio.get_running_loop().time() + 10
+
     def complete() -> bool:
         return all(len(s.link.frames) >= frames for s in opened)  # type: ignore[attr-defined]
+
     while not complete() and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
     good = 0
@@ -74,6 +81,12 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     sys.exit(
         asyncio.run(
-            main(args[0], int(args[1]), int(args[2]), int(args[3]), args[4] if len(args) > 4 else None)
+            main(
+                args[0],
+                int(args[1]),
+                int(args[2]),
+                int(args[3]),
+                args[4] if len(args) > 4 else None,
+            )
         )
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -36,7 +35,9 @@ def server_toml(work: Path, secret: str | None, **l2tp: object) -> str:
     return "\n".join(lines) + "\n"
 
 
-def client_toml(work: Path, secret: str | None, tunnels: int, sessions: int, **extra: object) -> str:
+def client_toml(
+    work: Path, secret: str | None, tunnels: int, sessions: int, **extra: object
+) -> str:
     lines = [
         "[client]",
         f'server = "{SERVER_IP}"',
@@ -63,7 +64,9 @@ def established(proc: ProductProcess) -> int:
 
 
 @pytest.mark.parametrize("secret", [None, "tunnel-secret"], ids=["noauth", "auth"])
-def test_three_tunnels_ten_sessions_each(topology: Topology, tmp_path: Path, secret: str | None) -> None:
+def test_three_tunnels_ten_sessions_each(
+    topology: Topology, tmp_path: Path, secret: str | None
+) -> None:
     srv_ns, cli_ns = two_hosts(topology)
     server = ProductProcess(srv_ns, "server", server_toml(tmp_path, secret), tmp_path)
     client = ProductProcess(cli_ns, "client", client_toml(tmp_path, secret, 3, 10), tmp_path)
@@ -87,7 +90,9 @@ def test_three_tunnels_ten_sessions_each(topology: Topology, tmp_path: Path, sec
     assert tshark_problems(cap.path, src=SERVER_IP) == []
     assert tshark_problems(cap.path, src=CLIENT_IP) == []
     if secret is not None:
-        challenges = tshark_fields(cap.path, ["l2tp.avp.chap_challenge_response"], "l2tp.avp.type == 13")
+        challenges = tshark_fields(
+            cap.path, ["l2tp.avp.chap_challenge_response"], "l2tp.avp.type == 13"
+        )
         assert len(challenges) >= 6  # a response in every SCCRP and every SCCCN
 
 
@@ -117,9 +122,7 @@ def test_wrong_secret_is_refused(topology: Topology, tmp_path: Path) -> None:
     assert "authentication failed" in client.log_text()
     assert established(server) == 0
     # The client found the server's Challenge Response wrong: StopCCN, Result Code 4.
-    rows = tshark_fields(
-        cap.path, ["ip.src", "l2tp.result_code"], "l2tp.avp.message_type == 4"
-    )
+    rows = tshark_fields(cap.path, ["ip.src", "l2tp.result_code"], "l2tp.avp.message_type == 4")
     assert rows and rows[0][0] == CLIENT_IP and rows[0][1] == "4", rows
     assert_no_traceback(server.log_text())
 
@@ -135,7 +138,9 @@ def test_server_refuses_client_with_wrong_secret_with_stopccn_4(
         # The library client with a wrong secret answers the server's challenge wrongly,
         # but first it checks the server's response; so run the driver without a secret:
         # it then cannot answer the server's challenge at all.
-        out = cli_ns.run([sys.executable, str(DRIVER), SERVER_IP, "1", "1", "1"], timeout=60, check=False)
+        out = cli_ns.run(
+            [sys.executable, str(DRIVER), SERVER_IP, "1", "1", "1"], timeout=60, check=False
+        )
     assert out.returncode != 0
     rows = tshark_fields(cap.path, ["ip.src", "l2tp.result_code"], "l2tp.avp.message_type == 4")
     assert rows and rows[0][1] == "4", rows

@@ -15,7 +15,6 @@ from pyl2tp.l2tp.events import (
     SessionClosed,
     SessionEstablished,
     TunnelClosed,
-    TunnelEstablished,
 )
 from pyl2tp.l2tp.session import SessionState
 from pyl2tp.l2tp.tunnel import TunnelConfig, TunnelState
@@ -103,7 +102,9 @@ def make(
 ) -> Net:
     lac = L2TPEndpoint(
         EndpointConfig(
-            tunnel=TunnelConfig(hostname="lac", secret=lac_secret, lac=True, hide_avps=hide, hello_interval=hello),
+            tunnel=TunnelConfig(
+                hostname="lac", secret=lac_secret, lac=True, hide_avps=hide, hello_interval=hello
+            ),
             accept_tunnels=False,
         ),
         random_bytes=rng(1),
@@ -111,7 +112,9 @@ def make(
     )
     lns = L2TPEndpoint(
         EndpointConfig(
-            tunnel=TunnelConfig(hostname="lns", secret=lns_secret, hide_avps=hide, hello_interval=hello),
+            tunnel=TunnelConfig(
+                hostname="lns", secret=lns_secret, hide_avps=hide, hello_interval=hello
+            ),
             **(lns_kw or {}),
         ),
         random_bytes=rng(2),

@@ -19,6 +19,20 @@ from pyl2tp.l2tp.tunnel import Addr
 log = logging.getLogger("pyl2tp.io")
 
 
+#: a receive buffer that absorbs bursts (many tunnels' HELLOs, a flood of SCCRQs)
+RECEIVE_BUFFER = 4 * 1024 * 1024
+#: Linux SO_RCVBUFFORCE (asm-generic/socket.h); the socket module does not export it
+SO_RCVBUFFORCE = 33
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    """Ask for RECEIVE_BUFFER; as root past net.core.rmem_max (SO_RCVBUFFORCE)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+
+
 class _Protocol(asyncio.DatagramProtocol):
     __slots__ = ("_driver", "_local")
 
@@ -57,6 +71,7 @@ class EndpointDriver:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _grow_receive_buffer(sock)
         sock.bind((host, port))
         local = sock.getsockname()
         addr: Addr = (local[0], local[1])

@@ -63,6 +63,7 @@ class EndpointConfig:
 class EndpointStats:
     """Counters of what came in and what was dropped, and why."""
 
+    datagrams: int = 0
     control_received: int = 0
     data_received: int = 0
     malformed: int = 0
@@ -106,6 +107,7 @@ class L2TPEndpoint:
         self, data: bytes, peer: Addr, now: float, local: Addr | None = None
     ) -> None:
         """One UDP payload from `peer`. Never raises on bad input: it is counted."""
+        self.stats.datagrams += 1
         try:
             is_control, tid, sid = peek(data)
         except ParseError:
