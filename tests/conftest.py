@@ -11,11 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# `tests.harness` (the repo root) and plain `harness` (tests/) both import, whatever the
-# rootdir or import mode.
-for _path in (ROOT / "tests", ROOT):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+if str(ROOT) not in sys.path:  # `tests.harness` imports, whatever the rootdir or import mode
+    sys.path.insert(0, str(ROOT))
 
 from tests.harness.netns import Topology, remove_stale_netns  # noqa: E402
 

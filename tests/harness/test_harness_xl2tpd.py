@@ -111,7 +111,7 @@ def test_remove_stale_netns() -> None:
     try:
         with Topology("test_live") as topo:
             live = topo.host("y").name
-            assert stale in remove_stale_netns()
+            remove_stale_netns()  # a parallel run may get there first: check the result
             assert stale not in list_netns()
             assert live in list_netns(), "a namespace of a live process was removed"
     finally:
