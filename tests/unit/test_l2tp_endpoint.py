@@ -430,3 +430,19 @@ def test_control_message_for_closed_session_keeps_tunnel() -> None:
     net.pump()
     assert net.lns.tunnels[lns_tid].state is TunnelState.ESTABLISHED
     assert isinstance(msg, ControlMessage)
+
+
+def test_closing_tunnel_answers_no_calls() -> None:
+    """An ICRQ crossing our StopCCN gets an ack, not an ICRP or CDN (RFC 2661 5.7)."""
+    net = make()
+    lac_tid, lns_tid = up(net)
+    net.lac.open_session(net.lac.tunnels[lac_tid], net.now)  # ICRQ queued, not yet sent
+    net.lns.close_tunnel(net.lns.tunnels[lns_tid], net.now)  # StopCCN queued
+    start = len(net.wire)
+    net.pump()
+    lns_types = [
+        decode_control(d).msg_type for side, d in net.wire[start:] if side == "lns" and len(d) > 12
+    ]
+    assert lns_types == [MessageType.STOPCCN]
+    assert lns_tid not in net.lns.tunnels
+    assert net.lac.tunnels[lac_tid].state is TunnelState.CLOSING

@@ -300,8 +300,13 @@ class Tunnel:
     # -- message handlers ---------------------------------------------------------------
 
     def _deliver(self, msg: ControlMessage, now: float) -> None:
-        bad = unknown_mandatory(msg)
         mt = msg.msg_type
+        if self.state is TunnelState.CLOSING:
+            # RFC 2661 5.7: after StopCCN only acknowledgements go out; calls are not answered.
+            if mt == MessageType.STOPCCN:
+                self.channel.ack_now()
+            return
+        bad = unknown_mandatory(msg)
         if bad is not None:
             # RFC 2661 4.1: an unknown M-bit AVP ends the session or tunnel it belongs to.
             what = f"unknown mandatory AVP vendor {bad.vendor} type {bad.type}"
