@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 
 from pyl2tp.errors import ParseError
 from pyl2tp.l2tp.events import Event, SessionClosed, TunnelClosed
-from pyl2tp.l2tp.session import Session
+from pyl2tp.l2tp.session import Session, SessionState
 from pyl2tp.l2tp.tunnel import Addr, Tunnel, TunnelConfig, TunnelState
 from pyl2tp.link import LinkFactory, NullLink
 from pyl2tp.wire.l2tp import (
@@ -150,7 +150,7 @@ class L2TPEndpoint:
             self.stats.wrong_peer += 1
             return
         session = tunnel.sessions.get(sid)
-        if session is None or session.state.value != "established":
+        if session is None or session.state is not SessionState.ESTABLISHED:
             self.stats.unknown_session += 1
             return
         try:
