@@ -1,0 +1,1 @@
+"""Interop tests: our client and server against real third-party L2TP/IPsec peers."""
