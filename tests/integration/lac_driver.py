@@ -16,20 +16,19 @@ import sys
 from pyl2tp.client import L2TPClient
 from pyl2tp.l2tp.session import Session
 from pyl2tp.l2tp.tunnel import TunnelConfig
-from pyl2tp.link import FrameSender
+from pyl2tp.link import NullLink
 
 
-class Collect:
+class Collect(NullLink):
     """A link that records the frames it receives."""
 
-    def __init__(self, send: FrameSender) -> None:
+    __slots__ = ("frames",)
+
+    def __init__(self, session: Session) -> None:
         self.frames: list[bytes] = []
 
     def frame_received(self, frame: bytes, now: float) -> None:
         self.frames.append(frame)
-
-    def session_closed(self) -> None:
-        return None
 
 
 async def main(server: str, tunnels: int, sessions: int, frames: int, secret: str | None) -> int:

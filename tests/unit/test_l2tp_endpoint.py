@@ -160,7 +160,7 @@ def test_data_frames_cross_and_echo() -> None:
         def frame_received(self, frame: bytes, now: float) -> None:
             received.append(frame)
 
-    session.link = Recorder(session.send_frame)
+    session.link = Recorder(session)
     frame = b"\xff\x03\xc0\x21\x01\x01\x00\x04"
     net.lac.send_frame(session, frame)
     net.pump()

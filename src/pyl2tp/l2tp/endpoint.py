@@ -161,8 +161,6 @@ class L2TPEndpoint:
         self.stats.data_received += 1
         tunnel.data_received(now)
         session.frame_received(data[start:], now)
-        if tunnel.data_out:
-            self._dirty[tunnel.local_id] = tunnel
 
     def _new_tunnel_request(self, data: bytes, peer: Addr, local: Addr | None, now: float) -> None:
         try:
@@ -288,9 +286,8 @@ class L2TPEndpoint:
         self._touch(session.tunnel)
 
     def send_frame(self, session: Session, frame: bytes) -> None:
-        """Send a PPP frame from outside a receive callback (the shell's data path)."""
+        """Send a PPP frame to the session's peer (queued for `datagrams_to_send`)."""
         session.send_frame(frame)
-        self._dirty[session.tunnel.local_id] = session.tunnel
 
     def close_all(self, now: float, message: str = "shutting down") -> None:
         for tunnel in list(self.tunnels.values()):
@@ -373,6 +370,8 @@ class L2TPEndpoint:
             emit=self._emit,
         )
         tunnel.admit_session = self._admit_session
+        tunnel.send_data = self._queue_data
+        tunnel.on_activity = lambda: self._touch(tunnel)
         self.tunnels[tid] = tunnel
         self._per_peer[peer[0]] += 1
         return tunnel
@@ -383,13 +382,16 @@ class L2TPEndpoint:
             self.stats.sessions_refused += 1
             return False
         self.session_count += 1
-        session.link = self.link_factory(session.send_frame)
+        session.link = self.link_factory(session)
         return True
 
     def _emit(self, event: Event) -> None:
         if isinstance(event, SessionClosed):
             self.session_count -= 1
         self._events.append(event)
+
+    def _queue_data(self, data: bytes, peer: Addr, local: Addr | None) -> None:
+        self._out.append((data, peer, local))
 
     def _touch(self, tunnel: Tunnel) -> None:
         self._dirty[tunnel.local_id] = tunnel

@@ -93,7 +93,7 @@ class Session:
         self.state = SessionState.WAIT_REPLY
         self.created = now
         self.established_at: float | None = None
-        self.link: Link = NullLink(self.send_frame)
+        self.link: Link = NullLink()
         self.rx_bytes = 0
         self.tx_bytes = 0
         self.rx_packets = 0
@@ -267,6 +267,7 @@ class Session:
         self._data_header = data_header(self.tunnel.peer_id, self.peer_id)
         log.info("%s: established (peer session %d)", self.label, self.peer_id)
         self.tunnel.emit(SessionEstablished(self))
+        self.link.started(now)
 
     def _closed(self, cause: str, reason: str) -> None:
         self.state = SessionState.CLOSED

@@ -128,7 +128,10 @@ class Tunnel:
         self.tie_breaker: bytes | None = None
         self.sessions: dict[int, Session] = {}
         self.channel: ReliableChannel[ControlMessage] = ReliableChannel(config.channel)
-        self.data_out: list[bytes] = []
+        #: where data messages go: set by the endpoint to its output queue
+        self.send_data: Callable[[bytes, Addr, Addr | None], None] = _no_data_path
+        #: called when something changed that the endpoint must flush or re-time
+        self.on_activity: Callable[[], None] = _nothing
         self.close_cause = ""
         self.close_reason = ""
         self.close_result: int | None = None
@@ -209,18 +212,21 @@ class Tunnel:
         self._last_rx = now
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
-        out = self.data_out
-        self.data_out = []
-        if self.state is not TunnelState.CLOSED:
-            out.extend(self.channel.datagrams_to_send(now))
-        return out
+        if self.state is TunnelState.CLOSED:
+            return []
+        return self.channel.datagrams_to_send(now)
 
     def get_timer(self) -> float | None:
         if self.state is TunnelState.CLOSED:
             return None
         times = [t for t in (self.channel.get_timer(), self._deadline) if t is not None]
-        if self.state is TunnelState.ESTABLISHED and self.config.hello_interval > 0:
-            times.append(self._last_rx + self.config.hello_interval)
+        if self.state is TunnelState.ESTABLISHED:
+            if self.config.hello_interval > 0:
+                times.append(self._last_rx + self.config.hello_interval)
+            for session in self.sessions.values():
+                when = session.link.get_timer()
+                if when is not None:
+                    times.append(when)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -244,6 +250,11 @@ class Tunnel:
             # RFC 2661 5.5/6.5: HELLO after a quiet period; its loss kills the tunnel.
             self._last_rx = now
             self._send(MessageType.HELLO, 0, [], now)
+        if self.state is TunnelState.ESTABLISHED:
+            for session in list(self.sessions.values()):
+                when = session.link.get_timer()
+                if when is not None and when <= now:
+                    session.link.handle_timer(now)
 
     # -- sessions -------------------------------------------------------------------
 
@@ -271,7 +282,7 @@ class Tunnel:
         self._send(mt, peer_session, list(avps), now)
 
     def transmit_data(self, data: bytes) -> None:
-        self.data_out.append(data)
+        self.send_data(data, self.peer, self.local)
 
     # -- closing ----------------------------------------------------------------------
 
@@ -597,6 +608,14 @@ class Tunnel:
         msg = message(mt, self.peer_id, peer_session, avps)
         data = encode_control(msg, secret=cfg.secret, random_bytes=self.random_bytes)
         self.channel.send(data, now)
+
+
+def _no_data_path(data: bytes, peer: Addr, local: Addr | None) -> None:
+    raise RuntimeError("tunnel has no data path (not attached to an endpoint)")
+
+
+def _nothing() -> None:
+    return None
 
 
 def _hidden(a: AVP) -> AVP:
