@@ -44,7 +44,7 @@ _T = TypeVar("_T")
 
 AUTH_METHODS = ("mschapv2", "chap", "pap")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-LINK_MODES = ("null", "echo")
+LINK_MODES = ("ppp", "null", "echo")
 
 
 def _k(check: c.Check) -> dict[str, c.Check]:
@@ -65,6 +65,7 @@ class ServerSection:
     port: int = field(default=1701, metadata=_k(c.integer(1, 65535)))
     hostname: str = field(default_factory=socket.gethostname, metadata=_k(c.string))
     control_socket: str = field(default="/run/pyl2tp/server.sock", metadata=_k(c.string))
+    tun: str = field(default="pyl2tp0", metadata=_k(c.ifname))
     log_level: str = field(default="info", metadata=_k(c.choice(LOG_LEVELS)))
 
 
@@ -119,6 +120,7 @@ class PPPSection:
     mtu: int = field(default=1400, metadata=_k(c.integer(576, 1500)))
     lcp_echo_interval: float = field(default=30.0, metadata=_k(c.number(0)))  # 0: no echo
     lcp_echo_failure: int = field(default=4, metadata=_k(c.integer(1)))
+    chap_rechallenge: float = field(default=0.0, metadata=_k(c.number(0)))  # 0: never
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,8 @@ class PoolSection:
 
     local: str | None = field(default=None, metadata=_k(c.address(4)))
     range: str | None = field(default=None, metadata=_k(c.ipv4_range))
+    ipv6: str | None = field(default=None, metadata=_k(c.ipv6_network))
+    local_ipv6: str | None = field(default=None, metadata=_k(c.address(6)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +154,7 @@ class DebugSection:
     """``[debug]``: diagnostics. ``link = "echo"`` reflects every PPP frame to the peer."""
 
     keylog: str | None = field(default=None, metadata=_k(c.string))
-    link: str = field(default="null", metadata=_k(c.choice(LINK_MODES)))
+    link: str = field(default="ppp", metadata=_k(c.choice(LINK_MODES)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +187,9 @@ class ClientSection:
     routes: list[str] = field(default_factory=list, metadata=_k(c.list_of(c.route)))
     secret: str | None = field(default=None, repr=False, metadata=_k(c.string))
     control_socket: str = field(default="/run/pyl2tp/client.sock", metadata=_k(c.string))
+    tun: str = field(default="", metadata=_k(c.ifname))
+    ipv6: bool = field(default=False, metadata=_k(c.boolean))
+    dns: bool = field(default=True, metadata=_k(c.boolean))
     hostname: str = field(default_factory=socket.gethostname, metadata=_k(c.string))
     local: str | None = field(default=None, metadata=_k(c.address()))
     local_port: int = field(default=0, metadata=_k(c.integer(0, 65535)))

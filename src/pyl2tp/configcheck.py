@@ -147,6 +147,25 @@ def route(v: Any) -> str:
     raise fail('"default" or a network like "198.18.100.0/24"', v)
 
 
+def ipv6_network(v: Any) -> str:
+    """An IPv6 network in CIDR form, /64 or shorter (it is cut into /64 session prefixes)."""
+    desc = 'an IPv6 network of /64 or shorter, like "2001:2::/48"'
+    try:
+        net = ipaddress.IPv6Network(v) if isinstance(v, str) else None
+    except ValueError:
+        net = None
+    if net is None or net.prefixlen > 64:
+        raise fail(desc, v)
+    return str(net)
+
+
+def ifname(v: Any) -> str:
+    """A network interface name: 1-15 characters, no slash or space."""
+    if isinstance(v, str) and 0 < len(v) <= 15 and not re.search(r"[/\s]", v):
+        return v
+    raise fail("an interface name of 1 to 15 characters", v)
+
+
 def ipv4_range(v: Any) -> str:
     """``"a-b"``: two IPv4 addresses with a <= b."""
     desc = 'a range "a-b" of two IPv4 addresses with a <= b'

@@ -51,6 +51,7 @@ SERVER_DEFAULTS: dict[str, dict[str, Any]] = {
         "port": 1701,
         "hostname": socket.gethostname(),
         "control_socket": "/run/pyl2tp/server.sock",
+        "tun": "pyl2tp0",
         "log_level": "info",
     },
     "l2tp": {
@@ -87,10 +88,11 @@ SERVER_DEFAULTS: dict[str, dict[str, Any]] = {
         "mtu": 1400,
         "lcp_echo_interval": 30.0,
         "lcp_echo_failure": 4,
+        "chap_rechallenge": 0.0,
     },
-    "pool": {"local": None, "range": None},
+    "pool": {"local": None, "range": None, "ipv6": None, "local_ipv6": None},
     "aaa": {"chap_secrets": None},
-    "debug": {"keylog": None, "link": "null"},
+    "debug": {"keylog": None, "link": "ppp"},
 }
 
 CLIENT_DEFAULTS: dict[str, Any] = {
@@ -102,6 +104,9 @@ CLIENT_DEFAULTS: dict[str, Any] = {
     "routes": [],
     "secret": None,
     "control_socket": "/run/pyl2tp/client.sock",
+    "tun": "",
+    "ipv6": False,
+    "dns": True,
     "hostname": socket.gethostname(),
     "local": None,
     "local_port": 0,
@@ -303,11 +308,15 @@ SERVER_BAD: list[tuple[str, str, str, str]] = [
     ("pool", "local", '"2001:2::1"', "an IPv4 address"),
     ("pool", "range", '"198.18.0.1"', 'a range "a-b"'),
     ("pool", "range", '"a-b"', 'a range "a-b"'),
+    ("pool", "ipv6", '"2001:2::/96"', "an IPv6 network of /64 or shorter"),
+    ("pool", "local_ipv6", '"198.18.0.1"', "an IPv6 address"),
+    ("server", "tun", '"a/b"', "an interface name"),
+    ("ppp", "chap_rechallenge", "-1", "a number >= 0"),
     ("pool", "range", '"198.18.0.9-198.18.0.1"', "a <= b"),
     ("pool", "range", '"2001:2::1-2001:2::9"', "IPv4"),
     ("aaa", "chap_secrets", "1", "non-empty string"),
     ("debug", "keylog", '""', "non-empty string"),
-    ("debug", "link", '"tap"', 'one of "null", "echo"'),
+    ("debug", "link", '"tap"', 'one of "ppp", "null", "echo"'),
 ]
 
 
@@ -379,6 +388,9 @@ CLIENT_BAD: list[tuple[str, str, str]] = [
     ("log_level", '"trace"', "one of"),
     ("lcp_echo_interval", '"30"', "a number >= 0"),
     ("lcp_echo_failure", "0", "an integer >= 1"),
+    ("tun", "1", "an interface name"),
+    ("ipv6", '"yes"', "true or false"),
+    ("dns", "1", "true or false"),
     ("dpd_delay", "-1", "a number >= 0"),
     ("dpd_timeout", "0", "a number > 0"),
     ("ike_lifetime", "0", "a number > 0"),

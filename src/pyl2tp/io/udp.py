@@ -61,6 +61,7 @@ class EndpointDriver:
         self._default: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._flush_pending = False
         self.send_errors = 0
 
     def now(self) -> float:
@@ -123,6 +124,16 @@ class EndpointDriver:
                 transport.sendto(data, peer)
             except OSError:
                 self.send_errors += 1
+
+    def request_flush(self) -> None:
+        """Flush once the current burst of work is done (TUN reads queue data this way)."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        self.transmit()
 
     def _arm(self) -> None:
         when = self.endpoint.get_timer()
