@@ -36,7 +36,7 @@ def _checksum(src: bytes, dst: bytes, payload: bytes) -> int:
     data = pseudo + payload
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
