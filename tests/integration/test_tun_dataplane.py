@@ -212,7 +212,7 @@ async def run_server() -> None:
     print("BYE", flush=True)
 
 
-async def run_client(routes: str, state: str) -> None:
+async def run_client(routes: str, state: str, v6_id: str) -> None:
     from pyl2tp.dataplane.client import ClientDataplane
     from pyl2tp.dataplane.resolver import ResolverConfig
 
@@ -223,7 +223,8 @@ async def run_client(routes: str, state: str) -> None:
     peer = Echo()  # the far end of the tunnel: answers whatever it is pinged for
     peer.reply_to = cdp.deliver
     cdp.up(IPv4Address("198.18.100.10"), IPv4Address(LOCAL_V4), peer,
-           dns=[IPv4Address("198.18.0.53")], mtu=1380)
+           dns=[IPv4Address("198.18.0.53")], mtu=1380,
+           local_v6_id=bytes.fromhex(v6_id) if v6_id != "-" else None)
     print(f"READY {cdp.ifname}", flush=True)
 
     def handle(line: str) -> str | None:
@@ -355,11 +356,12 @@ def client_host(topology: Topology) -> Netns:
     return cli
 
 
-def start_client(cli: Netns, tmp_path: Path, routes: str) -> tuple[Driver, Path]:
+def start_client(cli: Netns, tmp_path: Path, routes: str,
+                 v6_id: str = "-") -> tuple[Driver, Path]:
     state = tmp_path / "state"
     state.mkdir()
     (state / "resolv.conf").write_text("nameserver 198.18.0.99\n")
-    drv = Driver(cli, tmp_path, "client", routes, str(state))
+    drv = Driver(cli, tmp_path, "client", routes, str(state), v6_id)
     assert drv.expect("READY ") == CLIENT_TUN
     return drv, state
 
@@ -367,8 +369,11 @@ def start_client(cli: Netns, tmp_path: Path, routes: str) -> tuple[Driver, Path]
 def test_client_dataplane_with_prefix_routes(topology: Topology, tmp_path: Path) -> None:
     cli = client_host(topology)
     before = routes_of(cli, "-4", "route", "show")
-    drv, state = start_client(cli, tmp_path, "198.18.100.0/24")
+    drv, state = start_client(cli, tmp_path, "198.18.100.0/24", v6_id="0011223344556677")
     try:
+        # IPv6CP's identifier makes the only link-local address (RFC 5072 5)
+        v6 = routes_of(cli, "-6", "addr", "show", CLIENT_TUN)
+        assert "fe80::11:2233:4455:6677/64" in v6 and v6.count("inet6") == 1, v6
         link = routes_of(cli, "link", "show", CLIENT_TUN)
         assert "mtu 1380" in link and "UP" in link
         assert "peer 198.18.100.1/32" in routes_of(cli, "-4", "addr", "show", CLIENT_TUN)
@@ -401,7 +406,10 @@ def test_client_dataplane_default_route_keeps_the_server_reachable(
         assert f"via {GATEWAY}" in to_server and CLIENT_TUN not in to_server
         assert f"dev {CLIENT_TUN}" in routes_of(cli, "-4", "route", "get", "198.18.77.7")
         assert ping(cli, "198.18.77.7") == 3, drv.stderr()
-        assert drv.stats()["answered"] == 3
+        stats = drv.stats()
+        # without IPv6CP the link carries no IPv6: the session saw the echoes, nothing else
+        assert stats["answered"] == 3 and stats["seen"] == 3, stats
+        assert "inet6" not in routes_of(cli, "-6", "addr", "show", CLIENT_TUN)
 
         drv.ask("down", "DOWN")
         assert routes_of(cli, "-4", "route", "show", "default") == default_before
@@ -442,7 +450,7 @@ def main(argv: list[str]) -> int:
     if role == "server":
         asyncio.run(run_server())
     elif role == "client":
-        asyncio.run(run_client(argv[1], argv[2]))
+        asyncio.run(run_client(argv[1], argv[2], argv[3]))
     elif role == "ping":
         ipaddress.ip_address(argv[1])
         print(raw_ping(argv[1], int(argv[2])), flush=True)

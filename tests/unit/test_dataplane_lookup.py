@@ -74,6 +74,10 @@ class FakeNet:
     def enable_forwarding(self, *, v4: bool = True, v6: bool = True) -> None:
         self.calls.append(("enable_forwarding", v4, v6))
 
+    def ipv6_conf(self, ifname: str, *, disable: bool | None = None,
+                  addr_gen_mode: int | None = None) -> None:
+        self.calls.append(("ipv6_conf", ifname, disable, addr_gen_mode))
+
 
 class FakeDevice:
     def __init__(self, name: str = "tunX") -> None:
@@ -344,6 +348,7 @@ def test_client_up_with_prefix_routes(tmp_path: Path) -> None:
     assert opened == [("pl2c0", 1360, sink)]
     assert ("add_address", "pl2c0", "198.18.100.10", 32, "198.18.100.1") in net.calls
     assert ("add_address", "pl2c0", "fe80::11:2233:4455:6677", 64, None) in net.calls
+    assert ("ipv6_conf", "pl2c0", None, 1) in net.calls  # no kernel-made link-local
     assert ("link_up", "pl2c0", 1360) in net.calls
     assert net.routes == {("198.18.100.0/24", "pl2c0"), ("2001:2:0:5::/64", "pl2c0")}
     assert not any(c[0] == "route_to" for c in net.calls)  # no default: nothing pinned
@@ -366,6 +371,7 @@ def test_client_default_pins_the_server_first_and_restores_the_old_default(
     net.defaults = [old]
     cdp, _, _ = make_client(["default"], net, tmp_path)
     cdp.up(IPv4Address("198.18.100.10"), IPv4Address("198.18.100.1"), Box())
+    assert ("ipv6_conf", "pl2c0", True, None) in net.calls  # no IPv6CP: IPv6 off
     adds = [c for c in net.calls if c[0] == "add_route"]
     assert adds == [("add_route", "198.18.1.1", "veth0", "198.18.0.254"),
                     ("add_route", "default", "pl2c0", None)]

@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from pyl2tp.dataplane import NetOps, PacketDevice
 from pyl2tp.dataplane.resolver import ResolverConfig
-from pyl2tp.io.netlink import Route
+from pyl2tp.io.netlink import ADDR_GEN_MODE_NONE, Route
 
 log = logging.getLogger("pyl2tp.dataplane")
 
@@ -117,7 +117,12 @@ class ClientDataplane:
         name = device.name
         try:
             net.add_address(name, str(local), 32, peer=str(peer))
-            if local_v6_id is not None:
+            if local_v6_id is None:
+                # No IPv6CP: keep the kernel's IPv6 chatter (solicitations, MLD) off the link.
+                net.ipv6_conf(name, disable=True)
+            else:
+                # RFC 5072 5: the link-local address comes from the negotiated identifier.
+                net.ipv6_conf(name, addr_gen_mode=ADDR_GEN_MODE_NONE)
                 net.add_address(name, _link_local(local_v6_id), 64)
             net.link_up(name, self.mtu)
             self.local, self.peer = local, peer

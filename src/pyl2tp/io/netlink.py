@@ -36,6 +36,7 @@ __all__ = [
     "del_route",
     "delete_link",
     "enable_forwarding",
+    "ipv6_conf",
     "link_exists",
     "link_up",
     "route_to",
@@ -395,3 +396,31 @@ def enable_forwarding(*, v4: bool = True, v6: bool = True) -> None:
             log.debug("no %s: IPv6 forwarding not enabled", path)
         except OSError as exc:
             raise NetConfigError(exc.errno, f"cannot enable forwarding ({path}): {exc}") from exc
+
+
+#: per-device IPv6 sysctls (this namespace)
+IPV6_CONF = Path("/proc/sys/net/ipv6/conf")
+#: addr_gen_mode: no automatic link-local address (we set the negotiated one)
+ADDR_GEN_MODE_NONE = 1
+
+
+def ipv6_conf(
+    ifname: str, *, disable: bool | None = None, addr_gen_mode: int | None = None
+) -> None:
+    """Set a device's IPv6 sysctls (disable_ipv6, addr_gen_mode); no IPv6 at all is fine."""
+    base = IPV6_CONF / ifname
+    if "/" in ifname or ifname in ("", ".", ".."):
+        raise ValueError(f"bad interface name {ifname!r}")
+    values = [("addr_gen_mode", addr_gen_mode), ("disable_ipv6", disable)]
+    for key, value in values:
+        if value is None:
+            continue
+        path = base / key
+        try:
+            path.write_text(f"{int(value)}\n")
+        except FileNotFoundError:
+            if not IPV6_CONF.exists():
+                return  # a kernel without IPv6
+            raise NetConfigError(errno.ENODEV, f"no IPv6 settings for {ifname}") from None
+        except OSError as exc:
+            raise NetConfigError(exc.errno, f"cannot set {key} on {ifname}: {exc}") from exc
