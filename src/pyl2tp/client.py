@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyl2tp.config import ClientConfig
 from pyl2tp.control import ControlServer
@@ -34,6 +34,9 @@ from pyl2tp.link import LINKS, LinkFactory, NullLink
 from pyl2tp.server import disconnect
 from pyl2tp.views import session_view, tunnel_view
 from pyl2tp.wire.l2tp import StopCCNResult
+
+if TYPE_CHECKING:
+    from pyl2tp.lac_ppp import ClientPPP
 
 log = logging.getLogger("pyl2tp.client")
 
@@ -217,11 +220,22 @@ class ClientRunner:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
         c = config.client
+        self.ppp: ClientPPP | None = None
+        factory: LinkFactory
+        if config.debug.link == "ppp":
+            from pyl2tp.lac_ppp import ClientPPP
+
+            self.ppp = ClientPPP(config)
+            factory = self.ppp.link_factory
+        else:
+            factory = LINKS[config.debug.link]
         self.client = L2TPClient(
             tunnel_config(config),
-            link_factory=LINKS[config.debug.link],
+            link_factory=factory,
             local=(c.local or "0.0.0.0", c.local_port),
         )
+        if self.ppp is not None:
+            self.client.listeners.append(self.ppp.on_event)
         self.server: Addr = (c.server, c.port)
         self.stopping = asyncio.Event()
         self.exit_status = EXIT_OK
@@ -229,6 +243,9 @@ class ClientRunner:
     async def run(self) -> int:
         c = self.config.client
         await self.client.start()
+        if self.ppp is not None:
+            assert self.client.driver is not None
+            self.ppp.start(self.client.driver.request_flush)
         control = ControlServer(
             c.control_socket,
             {
@@ -249,6 +266,8 @@ class ClientRunner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.client.close()
+            if self.ppp is not None:
+                self.ppp.close()
             await control.close()
         return self.exit_status
 

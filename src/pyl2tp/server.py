@@ -6,17 +6,21 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyl2tp.config import ServerConfig
 from pyl2tp.control import CommandError, ControlServer
+from pyl2tp.errors import ConfigError
 from pyl2tp.io.udp import EndpointDriver
 from pyl2tp.l2tp.channel import ChannelConfig
 from pyl2tp.l2tp.endpoint import EndpointConfig, L2TPEndpoint
 from pyl2tp.l2tp.events import Event, SessionClosed, SessionEstablished, TunnelClosed
 from pyl2tp.l2tp.tunnel import TunnelConfig
-from pyl2tp.link import LINKS
+from pyl2tp.link import LINKS, LinkFactory
 from pyl2tp.views import session_view, tunnel_view
+
+if TYPE_CHECKING:
+    from pyl2tp.lns_ppp import ServerPPP
 
 log = logging.getLogger("pyl2tp.server")
 
@@ -56,8 +60,17 @@ class Server:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        self.ppp: ServerPPP | None = None
+        factory: LinkFactory
+        if config.debug.link == "ppp":
+            from pyl2tp.lns_ppp import ServerPPP
+
+            self.ppp = ServerPPP(config)
+            factory = self.ppp.link_factory
+        else:
+            factory = LINKS[config.debug.link]
         self.endpoint = L2TPEndpoint(
-            endpoint_config(config), random_bytes=os.urandom, link_factory=LINKS[config.debug.link]
+            endpoint_config(config), random_bytes=os.urandom, link_factory=factory
         )
         self.driver: EndpointDriver | None = None
         self.control: ControlServer | None = None
@@ -65,6 +78,8 @@ class Server:
 
     async def start(self) -> None:
         self.driver = EndpointDriver(self.endpoint, self.on_event)
+        if self.ppp is not None:
+            self.ppp.start(self.driver.request_flush, self.driver.now)
         for host in self.config.server.listen:
             addr = await self.driver.listen(host, self.config.server.port)
             log.info("listening on %s:%d", *addr)
@@ -81,6 +96,8 @@ class Server:
         await self.control.start()
 
     def on_event(self, event: Event) -> None:
+        if self.ppp is not None:
+            self.ppp.on_event(event)
         if isinstance(event, SessionEstablished):
             log.info("%s: session up", event.session.label)
         elif isinstance(event, SessionClosed):
@@ -98,6 +115,8 @@ class Server:
             while self._unacked() and driver.now() < deadline:
                 await asyncio.sleep(0.05)
             driver.close()
+        if self.ppp is not None:
+            self.ppp.close()
         if self.control is not None:
             await self.control.close()
 
@@ -118,6 +137,7 @@ class Server:
             "tunnels": len(self.endpoint.tunnels),
             "sessions": self.endpoint.session_count,
             "stats": self.endpoint.stats.as_dict(),
+            "ppp": self.ppp.status() if self.ppp is not None else None,
         }
 
     async def _tunnels(self, args: dict[str, Any]) -> Any:
@@ -159,9 +179,12 @@ def disconnect(endpoint: L2TPEndpoint, driver: EndpointDriver | None, args: dict
 
 async def run_server(config: ServerConfig) -> int:
     """Run an LNS until SIGTERM or SIGINT; returns the exit status."""
-    server = Server(config)
     try:
+        server = Server(config)
         await server.start()
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1

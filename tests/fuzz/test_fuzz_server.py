@@ -34,7 +34,8 @@ def test_server_survives_fuzzing(topology: Topology, tmp_path: Path) -> None:
         cli,
         "client",
         f'[client]\nserver = "198.18.0.1"\nlocal_port = 1701\nsessions = 2\n'
-        f'hello_interval = 1\ncontrol_socket = "{tmp_path}/client.sock"\nreconnect = false\n',
+        f'hello_interval = 1\ncontrol_socket = "{tmp_path}/client.sock"\nreconnect = false\n'
+        '[debug]\nlink = "null"\n',
         tmp_path,
     )
     server.start()

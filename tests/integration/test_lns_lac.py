@@ -49,6 +49,7 @@ def client_toml(
     if secret is not None:
         lines.append(f'secret = "{secret}"')
     lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    lines += ["[debug]", 'link = "null"']  # L2TP only: PPP has its own tests
     return "\n".join(lines) + "\n"
 
 

@@ -297,8 +297,9 @@ class L2TPEndpoint:
     # -- output -------------------------------------------------------------------------
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
-        out = self._out
-        self._out = []
+        # Control messages first: an ICCN must reach the peer before the first PPP
+        # frame of its session, or the peer drops the frame as for an unknown session.
+        out: list[Datagram] = []
         dirty = self._dirty
         self._dirty = {}
         for tunnel in dirty.values():
@@ -310,6 +311,9 @@ class L2TPEndpoint:
                 when = tunnel.get_timer()
                 if when is not None:
                     heapq.heappush(self._timers, (when, tunnel.local_id))
+        if self._out:
+            out.extend(self._out)
+            self._out = []
         return out
 
     def next_events(self) -> list[Event]:
