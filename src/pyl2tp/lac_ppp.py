@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from ipaddress import IPv6Address, IPv6Network
 
 from pyl2tp.config import ClientConfig
 from pyl2tp.dataplane.client import ClientDataplane
+from pyl2tp.io import netlink
 from pyl2tp.l2tp.events import Event
 from pyl2tp.l2tp.session import Session
-from pyl2tp.ppp.link import PPPDown, PPPLink, PPPNetworkUp, PPPSettings
+from pyl2tp.ppp.link import PPPDown, PPPIPv6Up, PPPLink, PPPNetworkUp, PPPSettings
 
 log = logging.getLogger("pyl2tp.client")
 
@@ -39,6 +41,7 @@ class ClientPPP:
         self.use_tun = c.tunnels * c.sessions == 1
         self.dataplane: ClientDataplane | None = None
         self.flush: Callable[[], None] = lambda: None
+        self._pending_v6: tuple[PPPLink, IPv6Network] | None = None
 
     def start(self, flush: Callable[[], None]) -> None:
         self.flush = flush
@@ -56,6 +59,10 @@ class ClientPPP:
             )
             if self.use_tun:
                 self._tun_up(event)
+        elif isinstance(event, PPPIPv6Up):
+            if event.prefix is not None:
+                self._pending_v6 = (event.link, event.prefix)
+                self._apply_v6()
         elif isinstance(event, PPPDown):
             log.info("%s: PPP down: %s", event.session.label, event.reason)
             if self.dataplane is not None and event.link.ip_sink is None:
@@ -69,7 +76,9 @@ class ClientPPP:
         mtu = min(link.lcp.peer_mru or MAX_MTU, MAX_MTU)
         if self.dataplane is not None:
             self.dataplane.down()
-        dataplane = ClientDataplane(tun_name=c.tun, server=c.server, routes=list(c.routes), mtu=mtu)
+        # IPv6 routes need IPv6 on the TUN, which only IPv6CP turns on.
+        routes = [r for r in c.routes if c.ipv6 or ":" not in r]
+        dataplane = ClientDataplane(tun_name=c.tun, server=c.server, routes=routes, mtu=mtu)
         send_ip = link.send_ip
         flush = self.flush
 
@@ -77,10 +86,32 @@ class ClientPPP:
             send_ip(packet)
             flush()
 
-        dataplane.up(event.local, event.peer, sink, dns=event.dns if c.dns else [])
+        v6_id = link.ipv6cp.local_id if c.ipv6 and link.ipv6cp is not None else None
+        dataplane.up(
+            event.local, event.peer, sink, dns=event.dns if c.dns else [], local_v6_id=v6_id
+        )
         link.ip_sink = dataplane.deliver
         self.dataplane = dataplane
         log.info("%s: TUN up with %s, MTU %d", event.session.label, event.local, mtu)
+        self._apply_v6()
+
+    def _apply_v6(self) -> None:
+        """Give the TUN its global IPv6 address: the advertised /64 plus our identifier."""
+        pending = self._pending_v6
+        dataplane = self.dataplane
+        if pending is None or dataplane is None or dataplane.ifname is None:
+            return
+        link, prefix = pending
+        if link.ipv6cp is None:
+            return
+        self._pending_v6 = None
+        address = IPv6Address(prefix.network_address.packed[:8] + link.ipv6cp.local_id)
+        try:
+            netlink.add_address(dataplane.ifname, str(address), 64)
+        except OSError as exc:
+            log.error("%s: cannot set %s/64: %s", dataplane.ifname, address, exc)
+            return
+        print(f"connected: IPv6 address {address}/64", flush=True)
 
     def close(self) -> None:
         if self.dataplane is not None:
