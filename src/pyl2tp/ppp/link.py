@@ -453,7 +453,9 @@ class PPPLink:
                 self.prefix_v6 = s.allocate_v6(user)
         else:
             ipcp_cfg = IPCPConfig(local=None, peer=None, request_dns=s.request_dns, fsm=s.fsm)
-        self.ipcp = IPCP(ipcp_cfg, _Layer(self, "IPCP"), self._sender(PPPProtocol.IPCP))
+        self.ipcp = IPCP(
+            ipcp_cfg, _Layer(self, "IPCP"), self._sender(PPPProtocol.IPCP), s.random_bytes
+        )
         self.ipcp.fsm.up(now)
         self.ipcp.fsm.open(now)
         if self._ipv6_wanted() and (not s.server or self.prefix_v6 is not None):
@@ -461,6 +463,7 @@ class PPPLink:
                 IPv6CPConfig(interface_id=None, fsm=s.fsm),
                 _Layer(self, "IPv6CP"),
                 self._sender(PPPProtocol.IPV6CP),
+                s.random_bytes,
             )
             self.ipv6cp.fsm.up(now)
             self.ipv6cp.fsm.open(now)
