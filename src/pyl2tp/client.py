@@ -236,6 +236,7 @@ class ClientRunner:
         )
         if self.ppp is not None:
             self.client.listeners.append(self.ppp.on_event)
+            self.ppp.on_fatal = self._refused
         self.server: Addr = (c.server, c.port)
         self.stopping = asyncio.Event()
         self.exit_status = EXIT_OK
@@ -270,6 +271,10 @@ class ClientRunner:
                 self.ppp.close()
             await control.close()
         return self.exit_status
+
+    def _refused(self, reason: str) -> None:
+        log.error("%s", reason)
+        self.stop(EXIT_REFUSED)
 
     def stop(self, status: int = EXIT_OK) -> None:
         if not self.stopping.is_set():

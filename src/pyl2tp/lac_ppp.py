@@ -41,6 +41,8 @@ class ClientPPP:
         self.use_tun = c.tunnels * c.sessions == 1
         self.dataplane: ClientDataplane | None = None
         self.flush: Callable[[], None] = lambda: None
+        #: called with a reason when retrying cannot help (the server refused our login)
+        self.on_fatal: Callable[[str], None] = lambda reason: None
         self._pending_v6: tuple[PPPLink, IPv6Network] | None = None
 
     def start(self, flush: Callable[[], None]) -> None:
@@ -65,6 +67,9 @@ class ClientPPP:
                 self._apply_v6()
         elif isinstance(event, PPPDown):
             log.info("%s: PPP down: %s", event.session.label, event.reason)
+            if event.link.auth_failed:
+                user = self.settings.user
+                self.on_fatal(f"the server refused the login of {user!r}: {event.reason}")
             if self.dataplane is not None and event.link.ip_sink is None:
                 self.dataplane.down()
                 self.dataplane = None

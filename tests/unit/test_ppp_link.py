@@ -177,3 +177,21 @@ def test_ipv6_prefix_reaches_the_client() -> None:
     assert client_link.prefix_v6 == server_link.prefix_v6
     ups = [e for e in net.of("lac", PPPIPv6Up) if isinstance(e, PPPIPv6Up)]
     assert ups and ups[-1].prefix == server_link.prefix_v6
+
+
+@pytest.mark.parametrize("method", ["pap", "chap", "mschapv2"])
+def test_client_knows_its_login_was_refused(method: str) -> None:
+    net, _ = build([method], [method], password="wrong")
+    client_session, _ = connect(net)
+    net.advance(30)
+    downs = [e for e in net.of("lac", PPPDown) if isinstance(e, PPPDown)]
+    assert downs and downs[0].link.auth_failed
+
+
+def test_a_normal_hangup_is_not_an_auth_failure() -> None:
+    net, _ = build(["chap"], ["chap"])
+    client_session, _ = connect(net)
+    net.lac.close_session(client_session, net.now)
+    net.pump()
+    downs = [e for e in net.of("lac", PPPDown) if isinstance(e, PPPDown)]
+    assert downs and not downs[0].link.auth_failed

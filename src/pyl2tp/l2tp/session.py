@@ -65,6 +65,7 @@ class Session:
         "address",
         "call_errors",
         "calling_number",
+        "close_cause",
         "created",
         "established_at",
         "incoming",
@@ -104,6 +105,8 @@ class Session:
         self.calling_number: str | None = None
         self.accm: ACCMValue | None = None
         self.call_errors: CallErrors | None = None
+        #: who ended the call: "peer", "local", "timeout"... ("" while it runs)
+        self.close_cause = ""
         self._data_header = b""
         self._data_ns = 0
 
@@ -271,6 +274,7 @@ class Session:
 
     def _closed(self, cause: str, reason: str) -> None:
         self.state = SessionState.CLOSED
+        self.close_cause = cause
         self.tunnel.forget_session(self)
         self.link.session_closed()
         self.tunnel.emit(SessionClosed(self, cause, reason))

@@ -168,6 +168,9 @@ class PPPLink:
         self.settings = settings
         self.phase = Phase.DEAD
         self.user: str | None = None
+        #: authentication succeeded (or none was asked for)
+        self.authenticated = False
+        self._ended_by_peer_in_auth = False
         self.local_v4: IPv4Address | None = None
         self.peer_v4: IPv4Address | None = None
         self.dns: list[IPv4Address] = []
@@ -203,6 +206,20 @@ class PPPLink:
     @property
     def label(self) -> str:
         return self.session.label
+
+    @property
+    def auth_failed(self) -> bool:
+        """The peer refused authentication: a failure result, or it hung up mid-way.
+
+        SoftEther answers a bad password with LCP Terminate-Request, l2tpns with a CDN:
+        both count when they come from the peer while authentication is running.
+        """
+        auth = self._auth
+        if auth is None or self.authenticated:
+            return False
+        if auth.result is not None and not auth.result.success:
+            return True
+        return self._ended_by_peer_in_auth
 
     # -- the Link seam ---------------------------------------------------------------------
 
@@ -271,6 +288,8 @@ class PPPLink:
                     cp.fsm.handle_timer(now)
 
     def session_closed(self) -> None:
+        if self.phase is Phase.AUTHENTICATE and self.session.close_cause == "peer":
+            self._ended_by_peer_in_auth = True
         if self.phase is not Phase.DEAD:
             self.phase = Phase.DEAD
             self.ip_sink = None
@@ -379,6 +398,8 @@ class PPPLink:
         elif reason and "echo" in reason:
             result, why = CDNResult.LOST_CARRIER, "LCP echo timeout"
         elif reason and "terminat" in reason.lower():
+            if self.phase is Phase.AUTHENTICATE:
+                self._ended_by_peer_in_auth = True
             result, why = CDNResult.LOST_CARRIER, f"peer ended PPP: {reason}"
         else:
             result, why = CDNResult.GENERAL_ERROR, f"LCP: {reason or 'finished'}"
@@ -431,6 +452,7 @@ class PPPLink:
             self._end(CDNResult.GENERAL_ERROR, f"authentication failed: {result.message}")
             return
         if self.phase is Phase.AUTHENTICATE:
+            self.authenticated = True
             self.user = result.user or self.settings.user
             self.session.user = self.user
             log.info("%s: authenticated as %r", self.label, self.user)
@@ -440,6 +462,8 @@ class PPPLink:
     def _start_network(self, now: float) -> None:
         s = self.settings
         self.phase = Phase.NETWORK
+        if self._auth is None:
+            self.authenticated = True  # nobody asked for authentication
         user = self.user or ""
         if s.server:
             peer = s.allocate_v4(user) if s.allocate_v4 is not None else None
