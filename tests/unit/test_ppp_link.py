@@ -182,7 +182,7 @@ def test_ipv6_prefix_reaches_the_client() -> None:
 @pytest.mark.parametrize("method", ["pap", "chap", "mschapv2"])
 def test_client_knows_its_login_was_refused(method: str) -> None:
     net, _ = build([method], [method], password="wrong")
-    client_session, _ = connect(net)
+    _client_session, _ = connect(net)
     net.advance(30)
     downs = [e for e in net.of("lac", PPPDown) if isinstance(e, PPPDown)]
     assert downs and downs[0].link.auth_failed
