@@ -1,0 +1,1 @@
+"""Benchmarks: throughput, packet rate and resource use of pyl2tp (not tests; run as root)."""
