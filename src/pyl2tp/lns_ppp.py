@@ -36,8 +36,14 @@ class ServerPPP:
             first, last = (IPv4Address(p) for p in c.pool.range.split("-"))
             exclude = {*self.users.fixed_addresses(), *([self.local_v4] if self.local_v4 else [])}
             self.pool = AddressPool(first, last, exclude=exclude)
-        self.prefixes = PrefixPool(IPv6Network(c.pool.ipv6)) if c.pool.ipv6 else None
         self.local_v6 = IPv6Address(c.pool.local_ipv6) if c.pool.local_ipv6 else None
+        self.prefixes: PrefixPool | None = None
+        if c.pool.ipv6:
+            network = IPv6Network(c.pool.ipv6)
+            # The /64 holding the server's own address is never a session's.
+            own = IPv6Network((self.local_v6, 64), strict=False) if self.local_v6 else None
+            own_64 = [own] if own is not None and own.subnet_of(network) else []
+            self.prefixes = PrefixPool(network, exclude=own_64)
         self._fixed_in_use: set[IPv4Address] = set()
         self.dataplane = ServerDataplane(
             tun_name=c.server.tun, local_v4=self.local_v4, local_v6=self.local_v6, mtu=c.ppp.mtu
