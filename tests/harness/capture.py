@@ -55,8 +55,10 @@ class Capture:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # --immediate-mode: without it a short test loses every packet (tshark README);
         # -Z root: keep writing into root-only temp directories.
-        argv = ["tcpdump", "-n", "-U", "--immediate-mode", "-Z", "root", "-i", self.iface,
-                "-w", str(self.path)]
+        # A 16 MiB kernel buffer and a 2 KiB snap length: a loaded 2-core machine must not
+        # make tcpdump drop packets the checks look for (L2TP/PPP frames fit in 2 KiB).
+        argv = ["tcpdump", "-n", "-U", "--immediate-mode", "-B", "16384", "-s", "2048",
+                "-Z", "root", "-i", self.iface, "-w", str(self.path)]
         if self.bpf:
             argv.append(self.bpf)
         with open(self.log_path, "wb") as log:
