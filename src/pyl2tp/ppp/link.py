@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyl2tp.errors import ParseError
 from pyl2tp.l2tp.events import Event
@@ -138,6 +138,17 @@ class PPPDown(Event):
     prefix: IPv6Network | None = None
 
 
+class _SessionLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every line with the session it is about (DESIGN.md: logs name the session)."""
+
+    def __init__(self, logger: logging.Logger, session: Session) -> None:
+        super().__init__(logger, {})
+        self._session = session
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        return f"{self._session.label}: {msg}", kwargs
+
+
 class _Layer:
     """FSM events of one protocol, forwarded to the link (RFC 1661 4.4 tlu/tld/tls/tlf)."""
 
@@ -181,6 +192,7 @@ class PPPLink:
         self.close_reason = ""
         self._cdn: tuple[int, str] | None = None
         self._auth: Authenticator | AuthPeer | None = None
+        self.log = _SessionLog(log, session)
         s = settings
         offers = [AUTH_OPTION[m] for m in s.auth_methods] if s.server else []
         accepts = [AUTH_OPTION[m] for m in s.accept_auth] if not s.server else []
@@ -196,6 +208,7 @@ class PPPLink:
             _Layer(self, "LCP"),
             self._sender(PPPProtocol.LCP),
             s.random_bytes,
+            logger=self.log,
         )
         self.ipcp: IPCP | None = None
         self.ipv6cp: IPv6CP | None = None
@@ -425,6 +438,7 @@ class PPPLink:
                 random_bytes=s.random_bytes,
                 name=s.hostname,
                 rechallenge_interval=s.rechallenge_interval,
+                logger=self.log,
             )
         else:
             option = self.lcp.auth_protocol_peer
@@ -438,6 +452,7 @@ class PPPLink:
                 password=s.password,
                 send=self._sender(_auth_protocol(method)),
                 random_bytes=s.random_bytes,
+                logger=self.log,
             )
         log.info("%s: authentication by %s", self.label, method)
         self._auth.start(now)
@@ -478,7 +493,11 @@ class PPPLink:
         else:
             ipcp_cfg = IPCPConfig(local=None, peer=None, request_dns=s.request_dns, fsm=s.fsm)
         self.ipcp = IPCP(
-            ipcp_cfg, _Layer(self, "IPCP"), self._sender(PPPProtocol.IPCP), s.random_bytes
+            ipcp_cfg,
+            _Layer(self, "IPCP"),
+            self._sender(PPPProtocol.IPCP),
+            s.random_bytes,
+            logger=self.log,
         )
         self.ipcp.fsm.up(now)
         self.ipcp.fsm.open(now)
@@ -488,6 +507,7 @@ class PPPLink:
                 _Layer(self, "IPv6CP"),
                 self._sender(PPPProtocol.IPV6CP),
                 s.random_bytes,
+                logger=self.log,
             )
             self.ipv6cp.fsm.up(now)
             self.ipv6cp.fsm.open(now)
