@@ -99,6 +99,8 @@ class IPsecSection:
     enabled: bool = field(default=False, metadata=_k(c.boolean))
     psk: str | None = field(default=None, repr=False, metadata=_k(c.string))
     require: bool = field(default=True, metadata=_k(c.boolean))
+    # 3DES and MODP1024 for old Android and old Windows registry settings: weak, off.
+    legacy: bool = field(default=False, metadata=_k(c.boolean))
     certificate: str | None = field(default=None, metadata=_k(c.string))
     private_key: str | None = field(default=None, metadata=_k(c.string))
     ca: str | None = field(default=None, metadata=_k(c.string))
@@ -181,6 +183,7 @@ class ClientSection:
     user: str | None = field(default=None, metadata=_k(c.string))
     password: str | None = field(default=None, repr=False, metadata=_k(c.string))
     psk: str | None = field(default=None, repr=False, metadata=_k(c.string))
+    legacy: bool = field(default=False, metadata=_k(c.boolean))
     auth: list[str] = field(
         default_factory=lambda: ["mschapv2"], metadata=_k(c.one_or_list(c.choice(AUTH_METHODS)))
     )
