@@ -1,0 +1,211 @@
+"""IKE SA and child SA records, the endpoint's configuration and counters.
+
+:class:`ChildSA` is the public, immutable result of a Quick Mode (two ESP directions).
+:class:`IKESA` and :class:`QuickExchange` are the mutable negotiation state the endpoint
+keeps per ISAKMP SA and per Quick Mode message ID; none of their secrets reach repr().
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyl2tp.esp import ESPParams
+from pyl2tp.ike.crypto import IkeSACrypto, Phase1Keys, Prf
+from pyl2tp.ike.dh import DHPrivateKey
+from pyl2tp.ike.proposals import Phase1Choice, Phase2Choice, Policy
+
+__all__ = [
+    "IKESA",
+    "Addr",
+    "ChildSA",
+    "IKEConfig",
+    "IKESAInfo",
+    "IKEStats",
+    "Outstanding",
+    "QuickExchange",
+]
+
+Addr = tuple[str, int]
+
+
+@dataclass(slots=True)
+class IKEConfig:
+    """What the IKE endpoint accepts and how it times out."""
+
+    psk: bytes | None = field(default=None, repr=False)  # one global pre-shared key
+    policy: Policy = field(default_factory=Policy)
+    ike_lifetime: float = 28800.0
+    sa_lifetime: float = 3600.0
+    # RFC 3706: R-U-THERE after dpd_delay of silence; the peer is dead after dpd_timeout.
+    dpd_delay: float = 30.0
+    dpd_timeout: float = 150.0
+    retransmit_initial: float = 1.0
+    retransmit_max: int = 5
+    max_half_open: int = 1000
+    max_half_open_per_peer: int = 10
+    nat_t: bool = True
+    tunnel_ok: bool = False  # responder: accept tunnel mode in Quick Mode
+    l2tp_port: int = 1701
+    pfs_group: int | None = None  # initiator: propose PFS with this DH group in Quick Mode
+
+
+@dataclass(slots=True, frozen=True)
+class ChildSA:
+    """One Quick Mode result: an inbound and an outbound ESP SA with the same peer."""
+
+    peer: Addr  # (peer ip, 4500 or NAT-mapped port) with NAT-T, else (peer ip, 0)
+    local: Addr  # our address (and 4500 with NAT-T)
+    udp_encap: bool
+    mode: str  # "transport" | "tunnel"
+    inbound: ESPParams
+    outbound: ESPParams
+    peer_id: str  # the peer's phase-1 identity
+    nat_oa: tuple[str, str] | None  # (initiator's, responder's) original addresses
+    lifetime: float
+    created: float
+    ike_cookies: bytes  # icookie + rcookie of the IKE SA it belongs to
+
+    @property
+    def suite_name(self) -> str:
+        """Algorithms, for logs: e.g. ``aes-cbc/hmac-sha1-96``."""
+        return f"{self.inbound.enc}/{self.inbound.auth}"
+
+
+@dataclass(frozen=True, slots=True)
+class IKESAInfo:
+    """A read-only summary of an ISAKMP SA (for ctl)."""
+
+    peer: Addr
+    local: Addr
+    cookies: bytes
+    initiator: bool
+    state: str
+    peer_id: str
+    suite_name: str
+    nat_t: bool
+    created: float
+
+
+@dataclass(slots=True)
+class IKEStats:
+    """Counters; drops are counted, never logged per packet."""
+
+    received: int = 0
+    sent: int = 0
+    malformed: int = 0
+    unknown_cookie: int = 0
+    auth_failed: int = 0
+    retransmits: int = 0
+    duplicates: int = 0
+    half_open_refused: int = 0
+    no_proposal: int = 0
+    timeouts: int = 0
+    ike_sas: int = 0
+    child_sas: int = 0
+    dpd_sent: int = 0
+    peers_dead: int = 0
+
+
+@dataclass(slots=True)
+class Outstanding:
+    """A message we sent and resend until the answer comes."""
+
+    data: bytes
+    next_at: float
+    interval: float
+    tries: int = 0
+
+
+@dataclass(slots=True, repr=False)
+class QuickExchange:
+    """State of one Quick Mode exchange (one message ID)."""
+
+    message_id: int
+    initiator: bool
+    our_spi: bytes
+    ni_b: bytes = b""
+    nr_b: bytes = b""
+    dh: DHPrivateKey | None = None
+    gqm_xy: bytes = b""
+    choice: Phase2Choice | None = None
+    lifetime: float = 0.0
+    id_ci: bytes | None = None  # ID bodies as sent (echoed by the responder)
+    id_cr: bytes | None = None
+    nat_oa: tuple[str, str] | None = None
+    state: str = "start"
+    created: float = 0.0
+    outstanding: Outstanding | None = None
+
+
+@dataclass(slots=True, repr=False)
+class IKESA:
+    """One ISAKMP SA and the negotiation that builds it."""
+
+    icookie: bytes
+    rcookie: bytes
+    initiator: bool  # True if we started Main Mode
+    peer: Addr
+    local: Addr
+    created: float
+    nat_t: bool = False  # talking on 4500 (non-ESP marker)
+    state: str = "start"  # "mm1".."mm6", "established", "dead"
+    last_seen: float = 0.0
+    l2tp: bool = False  # initiator: start Quick Mode for L2TP after Main Mode
+    # phase 1 negotiation
+    sai_b: bytes = b""
+    choice: Phase1Choice | None = None
+    prf: Prf | None = None
+    dh: DHPrivateKey | None = None
+    gxi: bytes = b""
+    gxr: bytes = b""
+    ni_b: bytes = b""
+    nr_b: bytes = b""
+    keys: Phase1Keys | None = None
+    crypto: IkeSACrypto | None = None
+    nat_t_draft: bool | None = None  # None: peer sent no NAT-T VID; True: a draft one only
+    peer_dpd: bool = False
+    natd_in: list[bytes] = field(default_factory=list)
+    nat_local: bool = False  # we are behind a NAT
+    nat_peer: bool = False  # the peer is behind a NAT
+    peer_id: str = ""
+    lifetime: float = 0.0
+    established_at: float = 0.0
+    initial_contact: bool = False
+    # retransmission and duplicate detection
+    outstanding: Outstanding | None = None
+    answers: dict[bytes, bytes | None] = field(default_factory=dict)
+    quick: dict[int, QuickExchange] = field(default_factory=dict)
+    # RFC 3706 DPD
+    dpd_seq: int = 0
+    dpd_pending: int | None = None
+    dpd_next: float = 0.0
+
+    @property
+    def cookies(self) -> bytes:
+        return self.icookie + self.rcookie
+
+    @property
+    def established(self) -> bool:
+        return self.state == "established"
+
+    @property
+    def nat(self) -> bool:
+        """A NAT was detected on either side (RFC 3947 3.2)."""
+        return self.nat_local or self.nat_peer
+
+    @property
+    def suite_name(self) -> str:
+        return self.choice.suite.name if self.choice is not None else ""
+
+    def info(self) -> IKESAInfo:
+        return IKESAInfo(
+            self.peer,
+            self.local,
+            self.cookies,
+            self.initiator,
+            self.state,
+            self.peer_id,
+            self.suite_name,
+            self.nat_t,
+            self.created,
+        )
