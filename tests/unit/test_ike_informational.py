@@ -1,0 +1,151 @@
+"""Informational exchanges: Delete both ways, DPD both ways, INITIAL-CONTACT, notifies."""
+
+from __future__ import annotations
+
+import pytest
+from tests.unit.test_ike_mainmode import CLIENT, SERVER, Net, Sent, config, connect, pair
+from tests.unit.test_ike_quick import child_of
+
+from pyl2tp.ike.events import (
+    ChildSADeleted,
+    IKESADeleted,
+    IKESAEstablished,
+    NegotiationFailed,
+    PeerDead,
+)
+from pyl2tp.wire.isakmp import (
+    ExchangeType,
+    ISAKMPHeader,
+    NotifyPayload,
+    NotifyType,
+    decode_message,
+    encode_message,
+)
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
+
+
+def informational(net: Net, start: int = 0) -> list[Sent]:
+    return [
+        s for s in net.log[start:]
+        if decode_message(s.data)[0].exchange == ExchangeType.INFORMATIONAL
+    ]
+
+
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_delete_child_both_ways(side: str) -> None:
+    net, client, server = pair()
+    connect(net, client)
+    deleter, other = (client, server) if side == "client" else (server, client)
+    child = child_of(deleter)
+    deleter.ep.delete_child(child, net.now)
+    net.pump()
+    assert [e.reason for e in deleter.of(ChildSADeleted)] == ["deleted locally"]
+    assert [e.reason for e in other.of(ChildSADeleted)] == ["deleted by peer"]
+    gone = other.of(ChildSADeleted)[0].child
+    assert gone.outbound.spi == child.inbound.spi
+    assert deleter.ep.child_sas() == [] and other.ep.child_sas() == []
+    # the ISAKMP SA stays
+    assert len(other.ep.ike_sas()) == 1 and not other.of(IKESADeleted)
+
+
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_delete_all_both_ways(side: str) -> None:
+    net, client, server = pair()
+    connect(net, client)
+    deleter, other = (client, server) if side == "client" else (server, client)
+    deleter.ep.delete_all(net.now)
+    net.pump()
+    assert other.ep.ike_sas() == [] and other.ep.child_sas() == []
+    assert [e.reason for e in other.of(IKESADeleted)] == ["deleted by peer"]
+
+
+def test_dpd_alive_peer_stays() -> None:
+    net, client, server = pair(server_cfg=config(dpd_delay=10.0, dpd_timeout=50.0))
+    connect(net, client)
+    net.advance(200, step=1.0)
+    assert not server.of(PeerDead) and not client.of(PeerDead)
+    assert server.ep.stats.dpd_sent >= 3
+    for s in informational(net):
+        assert decode_message(s.data)[0].encrypted
+    assert server.ep.child_sas() and client.ep.child_sas()
+
+
+def test_dpd_detects_dead_peer() -> None:
+    net, client, server = pair(server_cfg=config(dpd_delay=10.0, dpd_timeout=50.0))
+    connect(net, client)
+    cookies = child_of(server).ike_cookies
+    start = net.now
+    del net.hosts[CLIENT]  # the client vanishes
+    net.advance(80, step=1.0)
+    dead = server.of(PeerDead)
+    assert len(dead) == 1 and dead[0].cookies == cookies and dead[0].peer == (CLIENT, 500)
+    assert [e.reason for e in server.of(ChildSADeleted)] == ["peer dead"]
+    assert server.ep.ike_sas() == [] and server.ep.child_sas() == []
+    assert server.ep.stats.dpd_sent >= 2
+    # R-U-THEREs only after dpd_delay of silence
+    first = net.log.index(informational(net)[0])
+    assert first > 0 and start + 10 <= net.now
+
+
+def test_dpd_initiator_side() -> None:
+    net, client, _server = pair(client_cfg=config(dpd_delay=5.0, dpd_timeout=20.0))
+    connect(net, client)
+    del net.hosts[SERVER]
+    net.advance(30, step=1.0)
+    assert len(client.of(PeerDead)) == 1 and client.ep.child_sas() == []
+
+
+def test_traffic_keeps_dpd_quiet() -> None:
+    net, client, server = pair(server_cfg=config(dpd_delay=10.0, dpd_timeout=50.0))
+    connect(net, client)
+    child = child_of(server)
+    del net.hosts[CLIENT]
+    for _ in range(100):
+        server.ep.child_traffic(child, net.now)
+        net.advance(1.0, step=1.0)
+    assert not server.of(PeerDead) and server.ep.stats.dpd_sent == 0
+
+
+def test_initial_contact_drops_old_sas() -> None:
+    """A client that restarts sends INITIAL-CONTACT; its old SAs go."""
+    net, client, server = pair()
+    connect(net, client)
+    old = child_of(server)
+    # the client "reboots": a new endpoint at the same address
+    fresh = net.add(CLIENT, config(), 42)
+    connect(net, fresh)
+    assert len(server.of(IKESAEstablished)) == 2
+    deleted = server.of(ChildSADeleted)
+    assert [e.reason for e in deleted] == ["INITIAL-CONTACT"] and deleted[0].child == old
+    assert [e.reason for e in server.of(IKESADeleted)] == ["INITIAL-CONTACT"]
+    assert len(server.ep.ike_sas()) == 1 and len(server.ep.child_sas()) == 1
+
+
+def test_clear_notify_from_softether_style_peer() -> None:
+    """NO-PROPOSAL-CHOSEN with fresh cookies and ours in the SPI ends the attempt."""
+    net = Net()
+    client = net.add(CLIENT, config(), 2)
+    client.ep.initiate(SERVER, net.now, local=(CLIENT, 500), l2tp=False)
+    (mm1, peer, local, _), = client.ep.datagrams_to_send(net.now)
+    cky_i = decode_message(mm1)[0].initiator_cookie
+    notify = NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN, cky_i + bytes(8))
+    msg = encode_message(ISAKMPHeader(b"R" * 8, bytes(8), ExchangeType.INFORMATIONAL), [notify])
+    client.ep.datagram_received(msg, peer, local, net.now, nat_t=False)
+    events = client.ep.next_events()
+    assert [e.notify for e in events if isinstance(e, NegotiationFailed)] == ["NO-PROPOSAL-CHOSEN"]
+    assert client.ep.ike_sas() == []
+
+
+def test_forged_informational_ignored() -> None:
+    """An informational whose HASH does not verify changes nothing."""
+    net, client, server = pair()
+    connect(net, client)
+    client.ep.delete_all(net.now)
+    (data, dst, src, nat_t), *_ = client.ep.datagrams_to_send(net.now)
+    forged = bytearray(data)
+    forged[-1] ^= 1
+    server.ep.datagram_received(bytes(forged), src, dst, net.now, nat_t=nat_t)
+    assert server.ep.child_sas() and server.ep.stats.malformed == 1
+    server.ep.datagram_received(data, src, dst, net.now, nat_t=nat_t)  # the real one works
+    assert server.ep.child_sas() == []
