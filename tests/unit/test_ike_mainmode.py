@@ -209,6 +209,20 @@ def test_vendor_ids_and_nat_d_sent() -> None:
     mm3 = decode_payloads(*_first_and_body(net.log[2].data))
     natd = [p for p in mm3 if isinstance(p, NatDPayload)]
     assert len(natd) == 2 and not natd[0].draft
+    mm2 = decode_payloads(*_first_and_body(net.log[1].data))
+    answered = [p.data for p in mm2 if isinstance(p, VendorIDPayload)]
+    assert answered == [VendorID.NAT_T_RFC3947, VendorID.DPD]
+
+
+def test_fqdn_identities() -> None:
+    net, client, server = pair(
+        client_cfg=config(local_id="alice@example.test"),
+        server_cfg=config(local_id="vpn.example.test"),
+    )
+    connect(net, client)
+    assert server.of(IKESAEstablished)[0].peer_id == "alice@example.test"
+    assert client.of(IKESAEstablished)[0].peer_id == "vpn.example.test"
+    assert server.of(ChildSAEstablished)[0].child.peer_id == "alice@example.test"
 
 
 def test_draft_nat_t_peer_gets_draft_payload_numbers() -> None:
@@ -222,6 +236,10 @@ def test_draft_nat_t_peer_gets_draft_payload_numbers() -> None:
     header, body = decode_message(net.log[3].data)
     types = [p.payload_type for p in decode_payloads(header.next_payload, body)]
     assert types.count(PayloadType.NAT_D_DRAFT) == 2 and PayloadType.NAT_D not in types
+    header, body = decode_message(net.log[1].data)
+    answered = [p.data for p in decode_payloads(header.next_payload, body)
+                if isinstance(p, VendorIDPayload)]
+    assert answered == [VendorID.NAT_T_DRAFT_02N, VendorID.DPD]
 
 
 def _first_and_body(data: bytes) -> tuple[int, bytes]:
@@ -257,7 +275,7 @@ def test_no_nat_t_when_disabled() -> None:
 
 @pytest.mark.parametrize("side", ["client", "server"])
 def test_wrong_psk(side: str, caplog: pytest.LogCaptureFixture) -> None:
-    bad = config(psk=b"wrong")
+    bad = config(psk=b"other-secret-9876")
     kwargs = {"client_cfg": bad} if side == "client" else {"server_cfg": bad}
     net, client, server = pair(**kwargs)  # type: ignore[arg-type]
     with caplog.at_level("WARNING", logger="pyl2tp.ike"):
@@ -265,12 +283,12 @@ def test_wrong_psk(side: str, caplog: pytest.LogCaptureFixture) -> None:
     # The responder checks HASH_I first: it detects the mismatch either way.
     fails = server.of(AuthenticationFailed)
     assert len(fails) == 1 and fails[0].peer == (CLIENT, 500)
-    assert "pre-shared key mismatch" in fails[0].reason
-    assert f"IKE peer {CLIENT}:500: pre-shared key mismatch" in caplog.text
+    assert fails[0].reason == "pre-shared key mismatch (HASH_I wrong)"
+    assert f"IKE peer {CLIENT}:500: pre-shared key mismatch (HASH_I wrong)" in caplog.text
     assert not server.of(IKESAEstablished) and not client.of(IKESAEstablished)
     assert not server.of(ChildSAEstablished) and not client.of(ChildSAEstablished)
     assert server.ep.ike_sas() == [] and server.ep.stats.auth_failed == 1
-    assert "wrong" not in caplog.text and PSK.decode() not in caplog.text
+    assert "other-secret" not in caplog.text and PSK.decode() not in caplog.text
 
 
 def test_wrong_hash_r_detected_by_initiator(monkeypatch: pytest.MonkeyPatch) -> None:

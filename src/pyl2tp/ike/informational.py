@@ -300,6 +300,8 @@ class Informational(EndpointCore):
         if now < sa.dpd_next:
             return
         if now - sa.last_seen >= self.config.dpd_delay:
+            if not sa.dpd_seq:  # RFC 3706 7: start at a random sequence number
+                sa.dpd_seq = int.from_bytes(self._rng(4), "big") & 0x7FFFFFFF
             sa.dpd_seq = (sa.dpd_seq + 1) & 0xFFFFFFFF or 1
             sa.dpd_pending = sa.dpd_seq
             self.stats.dpd_sent += 1

@@ -83,6 +83,13 @@ def _offered(ours: SAPayload, choice: Phase1Choice) -> bool:
 class MainMode(Informational):
     """Main Mode, both roles."""
 
+    def _answer_vendor_ids(self, sa: IKESA) -> list[Payload]:
+        """MM2: DPD, and the one NAT-T Vendor ID whose numbering we use with this peer."""
+        vids: list[Payload] = [VendorIDPayload(VendorID.DPD)]
+        if sa.nat_t_draft is not None:
+            vids.insert(0, VendorIDPayload(sa.nat_t_vid))
+        return vids
+
     def _vendor_ids(self) -> list[Payload]:
         vids = [VendorID.DPD]
         if self.config.nat_t:
@@ -100,8 +107,12 @@ class MainMode(Informational):
         for p in payloads:
             if isinstance(p, VendorIDPayload):
                 rfc |= p.data == VendorID.NAT_T_RFC3947
-                draft |= p.data in _DRAFT_VIDS
+                if p.data in _DRAFT_VIDS and not draft:
+                    draft = True
+                    sa.nat_t_vid = p.data
                 sa.peer_dpd |= p.data == VendorID.DPD
+        if rfc:
+            sa.nat_t_vid = VendorID.NAT_T_RFC3947
         if self.config.nat_t and (rfc or draft):
             sa.nat_t_draft = not rfc  # RFC 3947 numbers whenever the peer knows them
 
@@ -159,6 +170,15 @@ class MainMode(Informational):
             return False
         return sum(1 for s in half if s.peer[0] == peer[0]) < self.config.max_half_open_per_peer
 
+    def _our_id(self, sa: IKESA) -> IDPayload:
+        """IDii/IDir: the configured FQDN or user@FQDN, else our address (UDP/500)."""
+        name = self.config.local_id
+        if not name:
+            return IDPayload.from_address(sa.local[0], 17, 500)
+        if "@" in name:
+            return IDPayload.user_fqdn(name, 17, 500)
+        return IDPayload.fqdn(name, 17, 500)
+
     # -- initiator ------------------------------------------------------------------------
 
     def _mm_initiate(self, peer_ip: str, local: Addr, now: float, l2tp: bool) -> IKESA:
@@ -207,7 +227,7 @@ class MainMode(Informational):
             sa.nat_t = True
             sa.peer = (sa.peer[0], NAT_T_PORT)
             sa.local = (sa.local[0], NAT_T_PORT)
-        idii = IDPayload.from_address(sa.local[0], 17, 500)
+        idii = self._our_id(sa)
         assert sa.prf is not None and sa.keys is not None and sa.crypto is not None
         digest = hash_i(
             sa.prf, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b,
@@ -231,8 +251,9 @@ class MainMode(Informational):
             if len(ids) != 1 or len(hashes) != 1:
                 raise ParseError("MM6 without ID and HASH")
             idir = ids[0].decode()
-        except ParseError:
-            self._auth_failed(sa, "MM6 did not decrypt")
+        except ParseError as e:
+            log.debug("IKE peer %s: MM6 did not decrypt: %s", fmt_peer(sa.peer), e)
+            self._auth_failed(sa, "HASH_R wrong")
             return
         expected = hash_r(
             sa.prf, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, ids[0].body
@@ -284,7 +305,8 @@ class MainMode(Informational):
         self._half[(sa.icookie, peer)] = sa.cookies
         sa.state = "mm2"
         reply = encode_message(
-            self._header(sa, ExchangeType.MAIN, 0), [choice.sa_payload(), *self._vendor_ids()]
+            self._header(sa, ExchangeType.MAIN, 0),
+            [choice.sa_payload(), *self._answer_vendor_ids(sa)],
         )
         self._remember(sa, data, reply)
         sa.outstanding = self._send_request(sa, reply, now)
@@ -320,8 +342,10 @@ class MainMode(Informational):
             if len(ids) != 1 or len(hashes) != 1:
                 raise ParseError("MM5 without ID and HASH")
             payloads = [r.decode() for r in raws]
-        except ParseError:
-            self._auth_failed(sa, "MM5 did not decrypt")
+        except ParseError as e:
+            # Garbage after decryption: the keys differ, as they do with another PSK.
+            log.debug("IKE peer %s: MM5 did not decrypt: %s", fmt_peer(sa.peer), e)
+            self._auth_failed(sa, "HASH_I wrong")
             return
         expected = hash_i(
             sa.prf, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, ids[0].body
@@ -332,7 +356,7 @@ class MainMode(Informational):
         sa.crypto.advance(0, body)
         idii = payloads[raws.index(ids[0])]
         assert isinstance(idii, IDPayload)
-        idir = IDPayload.from_address(sa.local[0], 17, 500)
+        idir = self._our_id(sa)
         digest = hash_r(
             sa.prf, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b,
             encode_payload_body(idir),

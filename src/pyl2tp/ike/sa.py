@@ -47,6 +47,7 @@ class IKEConfig:
     tunnel_ok: bool = False  # responder: accept tunnel mode in Quick Mode
     l2tp_port: int = 1701
     pfs_group: int | None = None  # initiator: propose PFS with this DH group in Quick Mode
+    local_id: str | None = None  # our phase-1 identity: FQDN or user@FQDN; None = address
 
 
 @dataclass(slots=True, frozen=True)
@@ -163,6 +164,7 @@ class IKESA:
     keys: Phase1Keys | None = None
     crypto: IkeSACrypto | None = None
     nat_t_draft: bool | None = None  # None: peer sent no NAT-T VID; True: a draft one only
+    nat_t_vid: bytes = b""  # the NAT-T Vendor ID we answer with
     peer_dpd: bool = False
     natd_in: list[bytes] = field(default_factory=list)
     nat_local: bool = False  # we are behind a NAT
