@@ -105,6 +105,7 @@ class QuickMode(MainMode):
             ]
             qx.nat_oa = (sa.local[0], sa.peer[0])
         qx.lifetime = cfg.sa_lifetime
+        qx.offered = proposal
         qx.state = "qm1"
         prf, skeyid_a, mid = sa.prf, sa.keys.skeyid_a, qx.message_id
         sa.quick[mid] = qx
@@ -131,7 +132,11 @@ class QuickMode(MainMode):
         if len(sas) != 1 or len(nonces) != 1:
             raise ParseError("QM2 without SA and nonce")
         choice = self.config.policy.match_phase2(sas[0])
-        if choice is None or (choice.group is not None) != (qx.dh is not None):
+        if (
+            choice is None
+            or (choice.group is not None) != (qx.dh is not None)
+            or not _offered(qx.offered, choice)
+        ):
             self._qm_failed(sa, qx, "responder chose a proposal we did not offer")
             return
         qx.nr_b = nonces[0].data
@@ -331,6 +336,18 @@ class QuickMode(MainMode):
         )
         self._emit(ChildSAEstablished(child))
         return child
+
+
+def _offered(ours: SAPayload | None, choice: Phase2Choice) -> bool:
+    """The responder's transform is one we proposed (same ID and attributes)."""
+    if ours is None:
+        return False
+    want = (choice.transform.transform_id, frozenset(choice.transform.attributes))
+    return any(
+        (t.transform_id, frozenset(t.attributes)) == want
+        for p in ours.proposals
+        for t in p.transforms
+    )
 
 
 def _lifetime_seconds(data: bytes) -> int | None:

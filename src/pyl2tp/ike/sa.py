@@ -13,6 +13,7 @@ from pyl2tp.esp import ESPParams
 from pyl2tp.ike.crypto import IkeSACrypto, Phase1Keys, Prf
 from pyl2tp.ike.dh import DHPrivateKey
 from pyl2tp.ike.proposals import Phase1Choice, Phase2Choice, Policy
+from pyl2tp.wire.isakmp import SAPayload
 
 __all__ = [
     "IKESA",
@@ -133,6 +134,7 @@ class QuickExchange:
     id_ci: bytes | None = None  # ID bodies as sent (echoed by the responder)
     id_cr: bytes | None = None
     nat_oa: tuple[str, str] | None = None
+    offered: SAPayload | None = None  # initiator: our SA payload
     state: str = "start"
     created: float = 0.0
     outstanding: Outstanding | None = None
