@@ -1,0 +1,222 @@
+"""strongSwan charon (kernel-libipsec) as an IKEv1 peer, and a socket runner for our IKE.
+
+charon runs in a test namespace with its own tmpfs /run (its pid file is fixed) and its
+own vici socket; ``swanctl`` talks to it. libipsec does ESP in user space, always
+UDP-encapsulated on 4500 (strongSwan 5.9.8), in tunnel mode only.
+
+``python -m tests.harness.strongswan OUT LOCAL_IP PSK [PEER_IP]`` runs our
+:class:`pyl2tp.ike.endpoint.IKEEndpoint` on LOCAL_IP:500/4500 (initiating to PEER_IP if
+given) and writes one JSON line per event, and per ESP packet received, to OUT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.harness.netns import Netns, wait_for
+
+__all__ = ["CHARON", "Charon", "charon_keys"]
+
+CHARON = "/usr/lib/ipsec/charon"
+
+
+class Charon:
+    """One charon in ``ns``; IKEv1 PSK connection ``sc`` with child ``net``."""
+
+    def __init__(self, ns: Netns, work: Path, *, me: str, peer: str, psk: str,
+                 local_ts: str, remote_ts: str, mode: str, ident: str = "ss@sc") -> None:
+        self.ns = ns
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        self.conf = work / "strongswan.conf"
+        self.vici = f"unix://{work}/charon.vici"
+        self.log_path = work / "charon.log"
+        self.conf.write_text(f"""charon {{
+  load_modular = no
+  load = random nonce openssl aes sha1 sha2 md5 hmac kdf gmp pem pkcs1 x509 pubkey \
+kernel-libipsec kernel-netlink socket-default vici updown
+  install_routes = yes
+  filelog {{
+    sc {{
+      path = {self.log_path}
+      default = 1
+      ike = 4
+      chd = 4
+      knl = 2
+      esp = 2
+      flush_line = yes
+    }}
+  }}
+  plugins {{
+    vici {{
+      socket = {self.vici}
+    }}
+    kernel-libipsec {{
+      allow_peer_ts = yes
+    }}
+    socket-default {{
+      fwmark = 0x5c
+    }}
+    kernel-netlink {{
+      fwmark = !0x5c
+    }}
+  }}
+}}
+swanctl {{
+  load = random nonce openssl pem pkcs1 x509 pubkey
+}}
+""")
+        self.swanctl_conf = work / "swanctl.conf"
+        self.swanctl_conf.write_text(f"""connections {{
+  sc {{
+    version = 1
+    local_addrs = {me}
+    remote_addrs = {peer}
+    proposals = aes128-sha256-modp2048
+    dpd_delay = 5s
+    local {{
+      auth = psk
+      id = {ident}
+    }}
+    remote {{
+      auth = psk
+    }}
+    children {{
+      net {{
+        local_ts = {local_ts}
+        remote_ts = {remote_ts}
+        esp_proposals = aes128-sha256
+        mode = {mode}
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-sc {{
+    secret = "{psk}"
+  }}
+}}
+""")
+        self.env = {**os.environ, "STRONGSWAN_CONF": str(self.conf)}
+        for d in ("x509", "x509ca", "pubkey", "private", "rsa", "ecdsa", "pkcs8", "pkcs12"):
+            (work / d).mkdir(exist_ok=True)
+        self.log_path.write_text("")
+        ns.popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             f"mount -t tmpfs sc-run /run && exec {CHARON}"],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: self._swanctl("--stats", check=False).returncode == 0, 15)
+        self._swanctl("--load-all", "--file", str(self.swanctl_conf))
+
+    def _swanctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.ns.run(["swanctl", *args, "--uri", self.vici], check=check, env=self.env)
+
+    def initiate(self) -> subprocess.CompletedProcess[str]:
+        return self._swanctl("--initiate", "--child", "net", "--timeout", "20", check=False)
+
+    def list_sas(self) -> str:
+        return self._swanctl("--list-sas").stdout
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _hexdump_after(lines: list[str], i: int) -> bytes:
+    n = int(re.search(r"=> (\d+) bytes", lines[i]).group(1))  # type: ignore[union-attr]
+    out = ""
+    for line in lines[i + 1:]:
+        m = re.search(r"\]\s+\d+: ((?:[0-9A-F]{2} ){1,8}(?:\s*(?:[0-9A-F]{2} ){0,8}))", line)
+        if not m or len(out) >= 2 * n:
+            break
+        out += m.group(1).replace(" ", "")
+    return bytes.fromhex(out[: 2 * n])
+
+
+def charon_keys(log: str) -> dict[str, bytes]:
+    """The first child SA's ESP keys charon logged at level 4."""
+    lines = log.splitlines()
+    keys: dict[str, bytes] = {}
+    names = ("encryption initiator key", "encryption responder key",
+             "integrity initiator key", "integrity responder key")
+    for i, line in enumerate(lines):
+        for name in names:
+            if f"] {name} =>" in line and name not in keys:
+                keys[name] = _hexdump_after(lines, i)
+    return keys
+
+
+# -- our endpoint on real sockets (run inside a namespace) -----------------------------------
+
+
+def _params(p: Any) -> dict[str, Any]:
+    return {"spi": p.spi, "enc": p.enc, "enc_key": p.enc_key.hex(), "auth": p.auth,
+            "auth_key": p.auth_key.hex(), "mode": p.mode, "udp_encap": p.udp_encap}
+
+
+def _event_json(ev: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"event": type(ev).__name__}
+    child = getattr(ev, "child", None)
+    if child is not None:
+        out.update(inbound=_params(child.inbound), outbound=_params(child.outbound),
+                   peer=list(child.peer), mode=child.mode, peer_id=child.peer_id)
+    for name in ("peer_id", "suite_name", "reason", "notify"):
+        if hasattr(ev, name):
+            out[name] = getattr(ev, name)
+    return out
+
+
+def run_ours(out_path: str, local_ip: str, psk: str, peer_ip: str | None,
+             duration: float = 60.0) -> None:
+    from pyl2tp.ike.endpoint import IKEConfig, IKEEndpoint
+
+    ep = IKEEndpoint(IKEConfig(psk=psk.encode(), tunnel_ok=True), random_bytes=os.urandom)
+    socks = {}
+    for port in (500, 4500):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((local_ip, port))
+        socks[port] = s
+    out = open(out_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+    if peer_ip:
+        ep.initiate(peer_ip, time.monotonic(), local=(local_ip, 500))
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        for data, peer, _local, nat_t in ep.datagrams_to_send(now):
+            if nat_t:
+                socks[4500].sendto(b"\x00\x00\x00\x00" + data, peer)
+            else:
+                socks[500].sendto(data, peer)
+        for ev in ep.next_events():
+            out.write(json.dumps(_event_json(ev)) + "\n")
+        timer = ep.get_timer()
+        wait = 0.2 if timer is None else max(0.0, min(0.2, timer - now))
+        ready, _, _ = select.select(list(socks.values()), [], [], wait)
+        now = time.monotonic()
+        for s in ready:
+            data, addr = s.recvfrom(65535)
+            port = s.getsockname()[1]
+            if port == 4500:
+                if data == b"\xff":
+                    continue
+                if data[:4] != b"\x00\x00\x00\x00":
+                    out.write(json.dumps({"event": "esp", "data": data.hex()}) + "\n")
+                    continue
+                data = data[4:]
+            ep.datagram_received(data, addr, (local_ip, port), now, nat_t=port == 4500)
+        timer = ep.get_timer()
+        if timer is not None and timer <= now:
+            ep.handle_timer(now)
+
+
+if __name__ == "__main__":
+    run_ours(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
