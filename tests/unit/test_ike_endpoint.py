@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,7 +28,16 @@ from pyl2tp.ike.events import (
     IKESAEstablished,
     NegotiationFailed,
 )
-from pyl2tp.wire.isakmp import ExchangeType, ISAKMPHeader, decode_message, encode_message
+from pyl2tp.ike.proposals import Phase2Choice, Policy
+from pyl2tp.wire.isakmp import (
+    Attribute,
+    ExchangeType,
+    IPsecAttributeType,
+    ISAKMPHeader,
+    SAPayload,
+    decode_message,
+    encode_message,
+)
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
 
@@ -216,3 +228,42 @@ def test_mutated_messages_never_raise(index: int, flips: list[tuple[int, int]], 
     host.ep.datagram_received(mutated, target.src, target.dst, net.now, nat_t=target.nat_t)
     host.ep.next_events()
     host.ep.handle_timer(net.now + 200)
+
+
+def test_keylog_writes_ike_and_esp_keys(tmp_path: Path) -> None:
+    from pyl2tp.ike.endpoint import IKEEndpoint
+    from pyl2tp.keylog import KeyLog
+
+    net, client, server = pair()
+    with KeyLog(tmp_path / "keys.log") as keylog:
+        server.ep = IKEEndpoint(config(), random_bytes=rng(1), keylog=keylog)
+        connect(net, client)
+    s = child_of(server)
+    text = (tmp_path / "keys.log").read_text()
+    ike = server.ep._sas[s.ike_cookies]
+    assert ike.keys is not None
+    assert f"{s.ike_cookies[:8].hex()},{ike.keys.enc_key.hex()}" in text
+    assert f"0x{s.inbound.spi:08x}" in text and s.inbound.enc_key.hex() in text
+    assert f"0x{s.outbound.spi:08x}" in text and s.outbound.auth_key.hex() in text
+    assert len(text.splitlines()) == 3
+
+
+class OtherChoicePolicy(Policy):
+    """A responder policy that answers with a transform the initiator did not offer."""
+
+    def match_phase2(self, sa: SAPayload, *, modes: object = None) -> Phase2Choice | None:
+        choice = super().match_phase2(sa, modes=modes)  # type: ignore[arg-type]
+        if choice is None:
+            return None
+        attrs = tuple(
+            Attribute(a.type, 3000) if a.type == IPsecAttributeType.SA_LIFE_DURATION else a
+            for a in choice.transform.attributes
+        )
+        return replace(choice, transform=replace(choice.transform, attributes=attrs))
+
+
+def test_initiator_refuses_a_transform_it_did_not_offer() -> None:
+    net, client, _server = pair(server_cfg=config(policy=OtherChoicePolicy()))
+    connect(net, client)
+    assert not client.of(ChildSAEstablished)
+    assert "did not offer" in client.of(NegotiationFailed)[0].notify
