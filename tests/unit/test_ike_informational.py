@@ -149,3 +149,21 @@ def test_forged_informational_ignored() -> None:
     assert server.ep.child_sas() and server.ep.stats.malformed == 1
     server.ep.datagram_received(data, src, dst, net.now, nat_t=nat_t)  # the real one works
     assert server.ep.child_sas() == []
+
+
+def test_nat_mapping_change_followed() -> None:
+    """The client's NAT port changes; DPD answers go to the new port (RFC 3947 4)."""
+    net, client, server = pair(
+        client_nat=True,
+        client_cfg=config(dpd_delay=5.0, dpd_timeout=20.0),
+        server_cfg=config(dpd_delay=0.0),
+    )
+    connect(net, client)
+    old = server.ep.ike_sas()[0].peer
+    net._map.clear()
+    net._rev.clear()
+    net._next_port = 50000
+    net.advance(40, step=1.0)
+    assert not client.of(PeerDead)
+    new = server.ep.ike_sas()[0].peer
+    assert new[0] == old[0] and new[1] != old[1] and new[1] > 50000

@@ -108,15 +108,27 @@ class IKEEndpoint(QuickMode):
         elif sa.peer[0] != peer[0]:
             self.stats.unknown_cookie += 1
             return
-        if header.exchange == ExchangeType.MAIN:
-            self._mm_received(sa, header, body, data, now)
-        elif header.exchange == ExchangeType.QUICK:
-            self._qm_received(sa, header, body, data, now)
-            sa.last_seen = now
-        elif header.exchange == ExchangeType.INFORMATIONAL:
-            self._informational_received(sa, header, body, data, now)
-        else:
-            raise ParseError(f"exchange type {header.exchange} not supported")
+        # RFC 3947 4: behind a NAT the peer's port may change; answer where it now is,
+        # once the message authenticated (the handlers raise otherwise).
+        moved = sa.established and sa.nat_t and nat_t and peer != sa.peer
+        old_peer = sa.peer
+        if moved:
+            sa.peer = peer
+        try:
+            if header.exchange == ExchangeType.MAIN:
+                self._mm_received(sa, header, body, data, now)
+            elif header.exchange == ExchangeType.QUICK:
+                self._qm_received(sa, header, body, data, now)
+            elif header.exchange == ExchangeType.INFORMATIONAL:
+                self._informational_received(sa, header, body, data, now)
+            else:
+                raise ParseError(f"exchange type {header.exchange} not supported")
+        except BaseException:
+            if moved:
+                sa.peer = old_peer
+            raise
+        if moved:
+            log.info("IKE peer %s: NAT mapping moved to %s", fmt_peer(old_peer), fmt_peer(peer))
         if sa.keys is not None:
             sa.last_seen = now
 
