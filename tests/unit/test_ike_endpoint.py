@@ -267,3 +267,11 @@ def test_initiator_refuses_a_transform_it_did_not_offer() -> None:
     connect(net, client)
     assert not client.of(ChildSAEstablished)
     assert "did not offer" in client.of(NegotiationFailed)[0].notify
+
+
+def test_stats_as_dict() -> None:
+    net, client, server = pair()
+    connect(net, client)
+    stats = vars(server.ep.stats)
+    assert stats == server.ep.stats.as_dict()
+    assert stats["ike_sas"] == 1 and stats["child_sas"] == 1 and stats["malformed"] == 0

@@ -88,9 +88,12 @@ class IKESAInfo:
     created: float
 
 
-@dataclass(slots=True)
+@dataclass
 class IKEStats:
-    """Counters; drops are counted, never logged per packet."""
+    """Counters; drops are counted, never logged per packet.
+
+    No slots, so ``vars(stats)`` gives the counters (``as_dict`` does the same).
+    """
 
     received: int = 0
     sent: int = 0
@@ -106,6 +109,9 @@ class IKEStats:
     child_sas: int = 0
     dpd_sent: int = 0
     peers_dead: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
 
 
 @dataclass(slots=True)
