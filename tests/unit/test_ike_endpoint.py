@@ -275,3 +275,33 @@ def test_stats_as_dict() -> None:
     stats = vars(server.ep.stats)
     assert stats == server.ep.stats.as_dict()
     assert stats["ike_sas"] == 1 and stats["child_sas"] == 1 and stats["malformed"] == 0
+
+
+def test_half_open_index_cleaned() -> None:
+    """Given-up and finished negotiations leave nothing behind (no leak per attempt)."""
+    net, client, server = pair(server_cfg=config(retransmit_max=1))
+    net.drop = lambda s: not from_server(s) and net.log.index(s) > 0
+    connect(net, client, l2tp=False)
+    net.advance(20)
+    assert server.ep.ike_sas() == [] and server.ep._half == {}
+    net.drop = lambda s: False
+    connect(net, client)
+    assert child_of(server) and server.ep._half == {}
+
+
+def test_notify_to_our_half_open_initiator() -> None:
+    """A clear notify with the responder's cookie ends our attempt (strongSwan style)."""
+    net, client, _server = pair()
+    client.ep.initiate(SERVER, net.now, local=(client.ip, 500), l2tp=False)
+    ((mm1, dst, src, _),) = client.ep.datagrams_to_send(net.now)
+    header = decode_message(mm1)[0]
+    from pyl2tp.wire.isakmp import NotifyPayload, NotifyType
+
+    msg = encode_message(
+        ISAKMPHeader(header.initiator_cookie, b"R" * 8, ExchangeType.INFORMATIONAL),
+        [NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN)],
+    )
+    client.ep.datagram_received(msg, dst, src, net.now, nat_t=False)
+    events = client.ep.next_events()
+    assert [e.notify for e in events if isinstance(e, NegotiationFailed)] == ["NO-PROPOSAL-CHOSEN"]
+    assert client.ep.ike_sas() == [] and client.ep.get_timer() is None

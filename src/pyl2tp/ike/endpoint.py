@@ -88,7 +88,10 @@ class IKEEndpoint(QuickMode):
                     self._sas[half.cookies] = half
                     sa = half
                 elif header.exchange == ExchangeType.INFORMATIONAL and not header.encrypted:
-                    self._stray_notify(body, header.next_payload, peer)
+                    if half is not None and half.initiator and half.peer[0] == peer[0]:
+                        self._clear_notify(half, header, body)
+                    else:
+                        self._stray_notify(body, header.next_payload, peer)
                     return
         if sa is None:
             self.stats.unknown_cookie += 1

@@ -149,6 +149,8 @@ class EndpointCore:
         if children:
             for child in self._children_of(sa):
                 self._drop_child(child, reason)
+        if sa.half_key is not None:
+            self._half.pop(sa.half_key, None)
         if self._sas.pop(sa.cookies, None) is None:
             return
         was = sa.state

@@ -302,7 +302,8 @@ class MainMode(Informational):
         self._choose(sa, choice)
         self._peer_vendor_ids(sa, payloads)
         self._sas[sa.cookies] = sa
-        self._half[(sa.icookie, peer)] = sa.cookies
+        sa.half_key = (sa.icookie, peer)
+        self._half[sa.half_key] = sa.cookies
         sa.state = "mm2"
         reply = encode_message(
             self._header(sa, ExchangeType.MAIN, 0),
@@ -390,7 +391,8 @@ class MainMode(Informational):
         sa.established_at = now
         sa.last_seen = now
         sa.dpd_next = now + self.config.dpd_delay
-        self._half.pop((sa.icookie, sa.peer), None)
+        if sa.half_key is not None:
+            self._half.pop(sa.half_key, None)
         self.stats.ike_sas += 1
         log.info(
             "IKE peer %s: ISAKMP SA established (%s, id %s%s)",

@@ -181,6 +181,7 @@ class IKESA:
     lifetime: float = 0.0
     established_at: float = 0.0
     initial_contact: bool = False
+    half_key: tuple[bytes, Addr] | None = None  # responder: its entry in the MM1 index
     # retransmission and duplicate detection
     outstanding: Outstanding | None = None
     answers: dict[bytes, bytes | None] = field(default_factory=dict)
