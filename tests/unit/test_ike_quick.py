@@ -199,3 +199,28 @@ def test_tunnel_mode_refused_by_default() -> None:
     connect(net, client)
     assert not server.of(ChildSAEstablished) and not client.of(ChildSAEstablished)
     assert server.of(NegotiationFailed)[0].notify == "NO-PROPOSAL-CHOSEN"
+
+
+def test_nat_oa_in_both_directions() -> None:
+    from pyl2tp.wire.isakmp import NatOAPayload, split_payloads
+
+    net, client, server = pair(client_nat=True)
+    connect(net, client)
+    s = child_of(server)
+    ike = server.ep._sas[s.ike_cookies]
+    assert ike.crypto is not None
+    qm = [x for x in net.log if decode_message(x.data)[0].exchange == ExchangeType.QUICK]
+    # decrypt QM2 as the client would: the client's IKE SA has the keys and IVs
+    cli = client.ep._sas[s.ike_cookies]
+    assert cli.crypto is not None
+    header, body = decode_message(qm[1].data)
+    assert header.encrypted
+    # the client's IV after QM2 is QM2's last block, so re-derive from QM1 instead
+    from pyl2tp.ike.crypto import IkeSACrypto
+
+    fresh = IkeSACrypto(cli.crypto.cipher, cli.crypto.prf, cli.crypto.iv(0))
+    fresh.advance(header.message_id, decode_message(qm[0].data)[1])
+    plain = fresh.decrypt(header.message_id, body)
+    oas = [r.decode() for r in split_payloads(header.next_payload, plain, padded=True)
+           if r.type == 21]
+    assert [str(p.ip()) for p in oas if isinstance(p, NatOAPayload)] == [NAT_PUBLIC, SERVER]

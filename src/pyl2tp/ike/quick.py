@@ -211,6 +211,16 @@ class QuickMode(MainMode):
             qx.gqm_xy = get_group(choice.group).shared(qx.dh, kes[0].data)
             out.append(KEPayload(public))
         out += ids  # RFC 2409 5.5: the responder echoes the client IDs
+        if choice.encapsulation in (_M.UDP_TRANSPORT, _M.UDP_TRANSPORT_DRAFT):
+            # RFC 3947 5.2: in UDP-encapsulated transport mode both ends send NAT-OA
+            # (the drafts: one payload, the sender's own address).
+            if sa.nat_t_draft:
+                out.append(NatOAPayload.from_address(sa.local[0], True))
+            else:
+                out += [
+                    NatOAPayload.from_address(sa.peer[0]),
+                    NatOAPayload.from_address(sa.local[0]),
+                ]
         if oas:
             qx.nat_oa = (str(oas[0].ip()), str(oas[1].ip()) if len(oas) > 1 else sa.local[0])
         peer_life = choice.lifetime if choice.lifetime is not None else _DEFAULT_LIFETIME
