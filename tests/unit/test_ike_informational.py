@@ -167,3 +167,25 @@ def test_nat_mapping_change_followed() -> None:
     assert not client.of(PeerDead)
     new = server.ep.ike_sas()[0].peer
     assert new[0] == old[0] and new[1] != old[1] and new[1] > 50000
+
+
+def test_initial_contact_behind_nat_new_port() -> None:
+    """A client behind a NAT reboots (new mapped port): its old SAs go, a neighbour's stay."""
+    from tests.unit.test_ike_mainmode import NAT_PUBLIC
+
+    net = Net()
+    server = net.add(SERVER, config(), 1)
+    a = net.add("198.18.2.2", config(), 2, behind_nat=True)
+    b = net.add("198.18.2.3", config(), 3, behind_nat=True)
+    connect(net, a)
+    connect(net, b)
+    old_a = child_of(a)
+    net._map.clear()  # the NAT forgets a's mappings; b's too, but b stays quiet
+    a2 = net.add("198.18.2.2", config(), 22, behind_nat=True)
+    connect(net, a2)
+    deleted = server.of(ChildSADeleted)
+    assert [e.reason for e in deleted] == ["INITIAL-CONTACT"]
+    assert deleted[0].child.outbound.spi == old_a.inbound.spi
+    peers = sorted(c.peer_id for c in server.ep.child_sas())
+    assert peers == ["198.18.2.2", "198.18.2.3"]
+    assert all(c.peer[0] == NAT_PUBLIC for c in server.ep.child_sas())

@@ -273,17 +273,14 @@ class Informational(EndpointCore):
     def _initial_contact(self, sa: IKESA) -> None:
         """RFC 2407 4.6.3.3: the peer rebooted; its older SAs are gone.
 
-        Behind a NAT several hosts share the peer's address, so only SAs with the same
-        address and port (NAT-mapped) and the same identity are dropped; without NAT the
-        address alone names the host.
+        RFC 3947 6: behind a NAT several hosts share the peer's address, so only SAs with
+        that address and the same identity are dropped (the NAT-mapped port changes with a
+        reboot); without NAT the address alone names the host.
         """
         for other in list(self._sas.values()):
-            if other is sa or not other.established:
+            if other is sa or not other.established or other.peer[0] != sa.peer[0]:
                 continue
-            if sa.nat_peer:
-                same = other.peer == sa.peer and other.peer_id == sa.peer_id
-            else:
-                same = other.peer[0] == sa.peer[0]
+            same = other.peer_id == sa.peer_id if sa.nat_peer else True
             if same:
                 self._drop_ike(other, "INITIAL-CONTACT", children=True)
 
