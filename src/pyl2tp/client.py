@@ -13,11 +13,13 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pyl2tp.config import ClientConfig
 from pyl2tp.control import ControlServer
+from pyl2tp.dataplane.ipsec import l2tp_peer_of
 from pyl2tp.io.udp import EndpointDriver
 from pyl2tp.l2tp.channel import ChannelConfig
 from pyl2tp.l2tp.endpoint import EndpointConfig, L2TPEndpoint
@@ -36,6 +38,7 @@ from pyl2tp.views import session_view, tunnel_view
 from pyl2tp.wire.l2tp import StopCCNResult
 
 if TYPE_CHECKING:
+    from pyl2tp.io.ipsec import IPsecDriver
     from pyl2tp.lac_ppp import ClientPPP
 
 log = logging.getLogger("pyl2tp.client")
@@ -238,6 +241,8 @@ class ClientRunner:
             self.client.listeners.append(self.ppp.on_event)
             self.ppp.on_fatal = self._refused
         self.server: Addr = (c.server, c.port)
+        self.ipsec: IPsecDriver | None = None
+        self._sa_waiter: asyncio.Future[Addr] | None = None
         self.stopping = asyncio.Event()
         self.exit_status = EXIT_OK
 
@@ -247,6 +252,8 @@ class ClientRunner:
         if self.ppp is not None:
             assert self.client.driver is not None
             self.ppp.start(self.client.driver.request_flush)
+        if c.psk is not None:
+            await self._start_ipsec(c.psk)
         control = ControlServer(
             c.control_socket,
             {
@@ -267,10 +274,72 @@ class ClientRunner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.client.close()
+            if self.ipsec is not None:
+                self.ipsec.ike.delete_all(self.ipsec.now())
+                self.ipsec.transmit()
+                self.ipsec.close()
             if self.ppp is not None:
                 self.ppp.close()
             await control.close()
         return self.exit_status
+
+    async def _start_ipsec(self, psk: str) -> None:
+        from pyl2tp.ipsec_setup import make_ipsec
+
+        c = self.config.client
+        assert self.client.driver is not None
+        self.ipsec = make_ipsec(
+            self.client.driver,
+            psk=psk,
+            require=True,
+            dpd_delay=c.dpd_delay,
+            dpd_timeout=c.dpd_timeout,
+            ike_lifetime=c.ike_lifetime,
+            sa_lifetime=c.sa_lifetime,
+            legacy=c.legacy,
+            keylog_path=self.config.debug.keylog,
+            on_event=self._ipsec_event,
+        )
+        self._local_ip = c.local or _source_address(c.server)
+        await self.ipsec.listen(self._local_ip)
+
+    async def _secure_path(self) -> Addr:
+        """IKE Main Mode and Quick Mode to the server; returns the L2TP peer of the ESP SA."""
+        ipsec = self.ipsec
+        assert ipsec is not None
+        for child in ipsec.ike.child_sas():
+            if child.peer[0] == self.server[0]:
+                return l2tp_peer_of(child)
+        self._sa_waiter = asyncio.get_running_loop().create_future()
+        ipsec.ike.initiate(self.server[0], ipsec.now(), local=(self._local_ip, 500))
+        ipsec.transmit()
+        try:
+            return await asyncio.wait_for(self._sa_waiter, 60)
+        except TimeoutError:
+            raise ConnectFailed("IKE: no security association within 60 s") from None
+        finally:
+            self._sa_waiter = None
+
+    def _ipsec_event(self, event: object) -> None:
+        from pyl2tp.ike.events import AuthenticationFailed, ChildSAEstablished, NegotiationFailed
+
+        waiter = self._sa_waiter
+        if isinstance(event, ChildSAEstablished):
+            print(
+                f"IPsec up: {event.child.outbound.enc}/{event.child.outbound.auth}"
+                f" {event.child.mode}{' in UDP 4500' if event.child.udp_encap else ''}",
+                flush=True,
+            )
+            if waiter is not None and not waiter.done():
+                waiter.set_result(l2tp_peer_of(event.child))
+        elif isinstance(event, AuthenticationFailed):
+            log.error(
+                "IKE with %s failed: %s (wrong pre-shared key?)", self.server[0], event.reason
+            )
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ConnectFailed(f"IKE: {event.reason}", fatal=True))
+        elif isinstance(event, NegotiationFailed) and waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectFailed(f"IKE negotiation failed: {event}"))
 
     def _refused(self, reason: str) -> None:
         log.error("%s", reason)
@@ -286,7 +355,8 @@ class ClientRunner:
         delay = c.reconnect_initial
         while True:
             try:
-                tunnel = await self.client.open_tunnel(self.server)
+                server = await self._secure_path() if self.ipsec is not None else self.server
+                tunnel = await self.client.open_tunnel(server)
             except ConnectFailed as exc:
                 if exc.fatal:
                     log.error("tunnel to %s:%d refused: %s", *self.server, exc.reason)
@@ -360,6 +430,14 @@ class ClientRunner:
 
     async def _disconnect(self, args: dict[str, Any]) -> Any:
         return disconnect(self.client.endpoint, self.client.driver, args)
+
+
+def _source_address(server: str) -> str:
+    """Our address on the route to `server` (a connected UDP socket sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((server, 500))
+        address: str = sock.getsockname()[0]
+        return address
 
 
 async def run_client(config: ClientConfig) -> int:

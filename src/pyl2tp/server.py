@@ -17,9 +17,11 @@ from pyl2tp.l2tp.endpoint import EndpointConfig, L2TPEndpoint
 from pyl2tp.l2tp.events import Event, SessionClosed, SessionEstablished, TunnelClosed
 from pyl2tp.l2tp.tunnel import TunnelConfig
 from pyl2tp.link import LINKS, LinkFactory
+from pyl2tp.ppp.link import PPPAuthenticated
 from pyl2tp.views import session_view, tunnel_view
 
 if TYPE_CHECKING:
+    from pyl2tp.io.ipsec import IPsecDriver
     from pyl2tp.lns_ppp import ServerPPP
 
 log = logging.getLogger("pyl2tp.server")
@@ -73,6 +75,7 @@ class Server:
             endpoint_config(config), random_bytes=os.urandom, link_factory=factory
         )
         self.driver: EndpointDriver | None = None
+        self.ipsec: IPsecDriver | None = None
         self.control: ControlServer | None = None
         self.stopping = asyncio.Event()
 
@@ -83,6 +86,24 @@ class Server:
         for host in self.config.server.listen:
             addr = await self.driver.listen(host, self.config.server.port)
             log.info("listening on %s:%d", *addr)
+        ipsec = self.config.ipsec
+        if ipsec.enabled:
+            from pyl2tp.ipsec_setup import make_ipsec
+
+            assert ipsec.psk is not None, "config validation requires a psk with IPsec on"
+            self.ipsec = make_ipsec(
+                self.driver,
+                psk=ipsec.psk,
+                require=ipsec.require,
+                dpd_delay=ipsec.dpd_delay,
+                dpd_timeout=ipsec.dpd_timeout,
+                ike_lifetime=ipsec.ike_lifetime,
+                sa_lifetime=ipsec.sa_lifetime,
+                legacy=ipsec.legacy,
+                keylog_path=self.config.debug.keylog,
+            )
+            for host in self.config.server.listen:
+                await self.ipsec.listen(host)
         self.control = ControlServer(
             self.config.server.control_socket,
             {
@@ -100,6 +121,13 @@ class Server:
             self.ppp.on_event(event)
         if isinstance(event, SessionEstablished):
             log.info("%s: session up", event.session.label)
+        elif isinstance(event, PPPAuthenticated) and self.ipsec is not None:
+            child = self.ipsec.layer.child_for(event.session.tunnel.peer)
+            identity = child.peer_id if child is not None else "none"
+            # The issue asks for the IKE identity and the PPP user together.
+            log.info(
+                "%s: PPP user %r over IKE identity %s", event.session.label, event.user, identity
+            )
         elif isinstance(event, SessionClosed):
             log.info("%s: session down (%s: %s)", event.session.label, event.cause, event.reason)
         elif isinstance(event, TunnelClosed):
@@ -108,6 +136,13 @@ class Server:
     async def stop(self) -> None:
         """StopCCN to every peer, wait briefly for their acks, close sockets."""
         driver = self.driver
+        if self.ipsec is not None and driver is not None:
+            self.endpoint.close_all(driver.now())
+            driver.transmit()
+            await asyncio.sleep(0.2)  # the StopCCNs leave through ESP before the SAs go
+            self.ipsec.ike.delete_all(driver.now())
+            self.ipsec.transmit()
+            self.ipsec.close()
         if driver is not None:
             self.endpoint.close_all(driver.now())
             driver.transmit()
@@ -138,6 +173,16 @@ class Server:
             "sessions": self.endpoint.session_count,
             "stats": self.endpoint.stats.as_dict(),
             "ppp": self.ppp.status() if self.ppp is not None else None,
+            "ipsec": self._ipsec_status(),
+        }
+
+    def _ipsec_status(self) -> dict[str, Any] | None:
+        if self.ipsec is None:
+            return None
+        return {
+            "sas": self.ipsec.layer.views(),
+            "esp": self.ipsec.layer.stats.as_dict(),
+            "ike": dict(vars(self.ipsec.ike.stats)) if hasattr(self.ipsec.ike, "stats") else {},
         }
 
     async def _tunnels(self, args: dict[str, Any]) -> Any:
@@ -146,7 +191,11 @@ class Server:
 
     async def _sessions(self, args: dict[str, Any]) -> Any:
         now = self._now()
-        return [session_view(s, now) for s in self.endpoint.sessions()]
+        layer = self.ipsec.layer if self.ipsec is not None else None
+        return [
+            session_view(s, now, layer.sa_summary(s.tunnel.peer) if layer is not None else None)
+            for s in self.endpoint.sessions()
+        ]
 
     async def _disconnect(self, args: dict[str, Any]) -> Any:
         return disconnect(self.endpoint, self.driver, args)

@@ -25,7 +25,7 @@ def tunnel_view(tunnel: Tunnel, now: float) -> dict[str, Any]:
     }
 
 
-def session_view(session: Session, now: float) -> dict[str, Any]:
+def session_view(session: Session, now: float, ipsec: str | None = None) -> dict[str, Any]:
     """`sessions --json`: one object per session."""
     return {
         "tunnel_id": session.tunnel.local_id,
@@ -41,7 +41,7 @@ def session_view(session: Session, now: float) -> dict[str, Any]:
         "tx_bytes": session.tx_bytes,
         "rx_packets": session.rx_packets,
         "tx_packets": session.tx_packets,
-        "ipsec": None,
+        "ipsec": ipsec,
     }
 
 

@@ -58,6 +58,10 @@ class EndpointDriver:
         self._flush_pending = False
         self.send_errors = 0
         self.receive_errors = 0
+        #: IPsec's hook: takes a datagram to send through ESP (True) or leaves it (False)
+        self.outbound_hook: Callable[[bytes, Addr, Addr | None], bool] | None = None
+        #: IPsec's filter for plain L2TP from the network: False drops it (`require`)
+        self.plain_filter: Callable[[Addr], bool] | None = None
 
     def now(self) -> float:
         return self._loop.time()
@@ -86,6 +90,7 @@ class EndpointDriver:
         endpoint = self.endpoint
         now = self.now()
         recvfrom = sock.recvfrom
+        plain_filter = self.plain_filter
         for _ in range(BURST):
             try:
                 data, peer = recvfrom(65535)
@@ -95,6 +100,8 @@ class EndpointDriver:
                 # ICMP errors surface here on Linux; the channel's retries cover them.
                 self.receive_errors += 1
                 log.debug("socket %s:%d: %s", *local, exc)
+                continue
+            if plain_filter is not None and not plain_filter((peer[0], peer[1])):
                 continue
             try:
                 endpoint.datagram_received(data, (peer[0], peer[1]), now, local)
@@ -123,10 +130,20 @@ class EndpointDriver:
                     log.exception("event handler failed on %r", event)
         self._arm()
 
+    def inject(self, data: bytes, peer: Addr, local: Addr, now: float) -> None:
+        """An L2TP datagram that arrived another way (decrypted from ESP); flush later."""
+        try:
+            self.endpoint.datagram_received(data, peer, now, local)
+        except Exception:
+            log.exception("unexpected error handling a datagram from %s:%d", *peer)
+
     def _send(self, datagrams: list[tuple[bytes, Addr, Addr | None]]) -> None:
         sockets = self._sockets
         default = self._default
+        hook = self.outbound_hook
         for data, peer, local in datagrams:
+            if hook is not None and hook(data, peer, local):
+                continue
             sock = sockets.get(local, default) if local is not None else default
             if sock is None:
                 self.send_errors += 1

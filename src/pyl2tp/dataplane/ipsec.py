@@ -1,0 +1,204 @@
+"""L2TP inside ESP: the SA tables and the transport-mode wrapping, sans-I/O.
+
+Inbound, an ESP packet is looked up by SPI, decrypted and checked (anti-replay,
+ICV, padding: `esp.sa`), and its inner UDP datagram to port 1701 becomes an L2TP
+datagram from the "L2TP peer" of that SA. Outbound, an L2TP datagram for an L2TP
+peer that has an SA is wrapped in UDP and ESP.
+
+The L2TP peer of an SA is the address the L2TP layer keys the tunnel by: with
+UDP encapsulation the peer's outer address and NAT-mapped port (so several
+clients behind one NAT address stay apart), without it the peer's address and
+its inner UDP port.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+from pyl2tp.errors import ParseError
+from pyl2tp.esp import ESPError, InboundSA, OutboundSA, SAExpiredError
+from pyl2tp.ike.sa import ChildSA
+from pyl2tp.wire.esp import transport_inner, transport_strip
+
+log = logging.getLogger("pyl2tp.esp")
+
+Addr = tuple[str, int]
+UDP = 17
+L2TP_PORT = 1701
+
+
+@dataclass(slots=True)
+class IPsecStats:
+    """Counters of the ESP data path (`pyl2tp ctl status`)."""
+
+    esp_in: int = 0
+    esp_out: int = 0
+    unknown_spi: int = 0
+    dropped: int = 0  # replay, ICV, padding...: the SA's own stats say which
+    not_l2tp: int = 0
+    plain_l2tp_dropped: int = 0  # `[ipsec] require`: L2TP that did not come through ESP
+    no_sa: int = 0  # L2TP to send to a peer without an SA while IPsec is required
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(slots=True)
+class _Installed:
+    child: ChildSA
+    inbound: InboundSA
+    outbound: OutboundSA
+    l2tp_peer: Addr
+    inner_port: int = L2TP_PORT  # the peer's inner UDP port, learnt from its packets
+    local_ip: str = ""
+    peer_ip: str = ""
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def l2tp_peer_of(child: ChildSA) -> Addr:
+    """The address the L2TP layer uses for the peer behind `child`."""
+    if child.udp_encap:
+        return child.peer
+    return (child.peer[0], L2TP_PORT)
+
+
+class IPsecLayer:
+    """Installed child SAs by inbound SPI and by L2TP peer."""
+
+    def __init__(self, *, require: bool, random_bytes: Callable[[int], bytes]) -> None:
+        self.require = require
+        self.random_bytes = random_bytes
+        self.stats = IPsecStats()
+        self._by_spi: dict[int, _Installed] = {}
+        self._by_peer: dict[Addr, _Installed] = {}
+
+    def install(self, child: ChildSA) -> Addr:
+        """Start using `child`; returns its L2TP peer. A newer SA for a peer replaces the older
+        for sending; the older keeps decrypting until it is deleted (no loss on rekey)."""
+        entry = _Installed(
+            child=child,
+            inbound=InboundSA(child.inbound),
+            outbound=OutboundSA(child.outbound, self.random_bytes),
+            l2tp_peer=l2tp_peer_of(child),
+            local_ip=child.local[0],
+            peer_ip=child.peer[0],
+        )
+        self._by_spi[child.inbound.spi] = entry
+        self._by_peer[entry.l2tp_peer] = entry
+        return entry.l2tp_peer
+
+    def remove(self, child: ChildSA) -> None:
+        entry = self._by_spi.pop(child.inbound.spi, None)
+        if entry is not None and self._by_peer.get(entry.l2tp_peer) is entry:
+            del self._by_peer[entry.l2tp_peer]
+            # Fall back to another live SA of the same peer, if one remains.
+            for other in self._by_spi.values():
+                if other.l2tp_peer == entry.l2tp_peer:
+                    self._by_peer[entry.l2tp_peer] = other
+
+    def has_sa(self, l2tp_peer: Addr) -> bool:
+        return l2tp_peer in self._by_peer
+
+    def child_for(self, l2tp_peer: Addr) -> ChildSA | None:
+        entry = self._by_peer.get(l2tp_peer)
+        return entry.child if entry is not None else None
+
+    def __len__(self) -> int:
+        return len(self._by_spi)
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    def decapsulate(self, packet: bytes, source: Addr) -> tuple[bytes, Addr] | None:
+        """An ESP packet (from its SPI on) from `source`: (L2TP datagram, L2TP peer) or None."""
+        self.stats.esp_in += 1
+        if len(packet) < 8:
+            self.stats.dropped += 1
+            return None
+        spi = int.from_bytes(packet[:4])
+        entry = self._by_spi.get(spi)
+        if entry is None:
+            self.stats.unknown_spi += 1
+            return None
+        try:
+            next_header, inner = entry.inbound.decrypt(packet)
+        except ESPError:
+            self.stats.dropped += 1
+            return None
+        if next_header != UDP or entry.child.mode != "transport":
+            self.stats.not_l2tp += 1
+            return None
+        try:
+            udp = transport_strip(inner)
+        except ParseError:
+            self.stats.not_l2tp += 1
+            return None
+        if udp.dport != L2TP_PORT:
+            self.stats.not_l2tp += 1
+            return None
+        entry.inner_port = udp.sport
+        if entry.child.udp_encap and source != entry.l2tp_peer and source[0] == entry.peer_ip:
+            # The NAT moved the peer's mapping: follow it (RFC 3947 5.2 spirit).
+            self._move(entry, source)
+        return udp.payload, entry.l2tp_peer
+
+    def _move(self, entry: _Installed, source: Addr) -> None:
+        if self._by_peer.get(entry.l2tp_peer) is entry:
+            del self._by_peer[entry.l2tp_peer]
+        entry.l2tp_peer = source
+        self._by_peer[source] = entry
+
+    # -- outbound --------------------------------------------------------------------------
+
+    def encapsulate(self, data: bytes, l2tp_peer: Addr) -> tuple[bytes, Addr, bool] | None:
+        """An L2TP datagram for `l2tp_peer`: (ESP packet, where to send it, UDP-encapsulated).
+
+        None when the peer has no SA (the caller sends plain L2TP unless IPsec is required).
+        """
+        entry = self._by_peer.get(l2tp_peer)
+        if entry is None:
+            return None
+        # IPv4 inner checksum 0 is allowed (RFC 768) and NAT makes it moot (RFC 3948 3.1.2).
+        segment = transport_inner(
+            entry.local_ip, entry.peer_ip, data, dport=entry.inner_port, checksum=False
+        )
+        try:
+            packet = entry.outbound.encrypt(segment, UDP)
+        except SAExpiredError:
+            self.stats.dropped += 1
+            return None
+        self.stats.esp_out += 1
+        child = entry.child
+        if child.udp_encap:
+            return packet, entry.l2tp_peer, True
+        return packet, (child.peer[0], 0), False
+
+    def views(self) -> list[dict[str, object]]:
+        """The installed SAs for `pyl2tp ctl`."""
+        out: list[dict[str, object]] = []
+        for entry in self._by_spi.values():
+            c = entry.child
+            out.append(
+                {
+                    "peer": f"{entry.l2tp_peer[0]}:{entry.l2tp_peer[1]}",
+                    "peer_id": c.peer_id,
+                    "spi_in": f"{c.inbound.spi:08x}",
+                    "spi_out": f"{c.outbound.spi:08x}",
+                    "enc": c.inbound.enc,
+                    "auth": c.inbound.auth,
+                    "mode": c.mode,
+                    "udp_encap": c.udp_encap,
+                    "packets_in": entry.inbound.stats.packets,
+                    "packets_out": entry.outbound.packets,
+                }
+            )
+        return out
+
+    def sa_summary(self, l2tp_peer: Addr) -> str | None:
+        """`aes-cbc/hmac-sha1-96 transport udp-encap` for the session view, or None."""
+        entry = self._by_peer.get(l2tp_peer)
+        if entry is None:
+            return None
+        c = entry.child
+        return f"{c.outbound.enc}/{c.outbound.auth} {c.mode}{' udp-encap' if c.udp_encap else ''}"
