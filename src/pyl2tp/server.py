@@ -182,7 +182,7 @@ class Server:
         return {
             "sas": self.ipsec.layer.views(),
             "esp": self.ipsec.layer.stats.as_dict(),
-            "ike": dict(vars(self.ipsec.ike.stats)) if hasattr(self.ipsec.ike, "stats") else {},
+            "ike": self.ipsec.ike.stats.as_dict(),
         }
 
     async def _tunnels(self, args: dict[str, Any]) -> Any:
