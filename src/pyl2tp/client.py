@@ -418,6 +418,11 @@ class ClientRunner:
             "tunnels": len(ep.tunnels),
             "sessions": ep.session_count,
             "stats": ep.stats.as_dict(),
+            "ipsec": (
+                {"sas": self.ipsec.layer.views(), "esp": self.ipsec.layer.stats.as_dict()}
+                if self.ipsec is not None
+                else None
+            ),
         }
 
     async def _tunnels(self, args: dict[str, Any]) -> Any:
@@ -426,7 +431,11 @@ class ClientRunner:
 
     async def _sessions(self, args: dict[str, Any]) -> Any:
         now = self.client.now()
-        return [session_view(s, now) for s in self.client.endpoint.sessions()]
+        layer = self.ipsec.layer if self.ipsec is not None else None
+        return [
+            session_view(s, now, layer.sa_summary(s.tunnel.peer) if layer is not None else None)
+            for s in self.client.endpoint.sessions()
+        ]
 
     async def _disconnect(self, args: dict[str, Any]) -> Any:
         return disconnect(self.client.endpoint, self.client.driver, args)
