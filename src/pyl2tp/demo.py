@@ -20,6 +20,7 @@ from typing import Any
 SERVER_IP = "198.18.0.1"
 CLIENT_IP = "198.18.0.2"
 SECRET = "demo-tunnel-secret"
+PSK = "demo-pre-shared-key"
 USER, PASSWORD = "alice", "alice-password"
 POOL_LOCAL = "198.18.100.1"
 POOL_RANGE = "198.18.100.10-198.18.100.50"
@@ -110,16 +111,19 @@ def main() -> int:
             f'[server]\nlisten = ["{SERVER_IP}"]\nhostname = "demo-lns"\n'
             f'control_socket = "{srv_sock}"\ntun = "demo0"\n'
             f'[l2tp]\nsecret = "{SECRET}"\nhello_interval = 10\n'
+            f'[ipsec]\nenabled = true\npsk = "{PSK}"\n'
             f'[ppp]\nauth = ["mschapv2", "chap", "pap"]\ndns = ["{DNS}"]\n'
             f'[pool]\nlocal = "{POOL_LOCAL}"\nrange = "{POOL_RANGE}"\n'
             f'[[users]]\nname = "{USER}"\npassword = "{PASSWORD}"\n'
         )
         (work / "client.toml").write_text(
             f'[client]\nserver = "{SERVER_IP}"\nhostname = "demo-lac"\nsecret = "{SECRET}"\n'
-            f'user = "{USER}"\npassword = "{PASSWORD}"\nauth = "mschapv2"\n'
+            f'user = "{USER}"\npassword = "{PASSWORD}"\nauth = "mschapv2"\npsk = "{PSK}"\n'
             f'routes = ["{POOL_NET}"]\ndns = false\ncontrol_socket = "{cli_sock}"\n'
         )
-        _step("starting the LNS: pyl2tp server -c server.toml (tunnel auth, MS-CHAPv2, a pool)")
+        _step(
+            "starting the LNS: pyl2tp server -c server.toml (IPsec PSK, tunnel auth, MS-CHAPv2, a pool)"
+        )
         srv_log = open(work / "server.log", "wb")  # noqa: SIM115 - closed with the process
         procs.append(
             subprocess.Popen(

@@ -18,7 +18,7 @@ from pyl2tp.dataplane.ipsec import IPsecLayer
 from pyl2tp.esp import IKE_MARKER, classify_4500, keepalive
 from pyl2tp.ike.endpoint import IKEEndpoint
 from pyl2tp.ike.events import ChildSADeleted, ChildSAEstablished, Event
-from pyl2tp.io.udp import BURST, EndpointDriver
+from pyl2tp.io.udp import BURST, EndpointDriver, grow_receive_buffer
 
 log = logging.getLogger("pyl2tp.ipsec")
 
@@ -63,6 +63,7 @@ class IPsecDriver:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                grow_receive_buffer(sock)
                 sock.bind((host, port))
                 sock.setblocking(False)
             except OSError:
@@ -72,6 +73,7 @@ class IPsecDriver:
             self._loop.add_reader(sock.fileno(), self._readable_udp, sock, (host, port))
         try:
             raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_ESP)
+            grow_receive_buffer(raw)
             raw.bind((host, 0))
             raw.setblocking(False)
         except OSError as exc:  # no CAP_NET_RAW: NAT-T (UDP 4500) still works

@@ -25,7 +25,7 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 SO_RCVBUFFORCE = 33
 
 
-def _grow_receive_buffer(sock: socket.socket) -> None:
+def grow_receive_buffer(sock: socket.socket) -> None:
     """Ask for RECEIVE_BUFFER; as root past net.core.rmem_max (SO_RCVBUFFORCE)."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
@@ -72,7 +72,7 @@ class EndpointDriver:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            _grow_receive_buffer(sock)
+            grow_receive_buffer(sock)
             sock.bind((host, port))
             sock.setblocking(False)
         except OSError:
