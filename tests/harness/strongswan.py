@@ -6,7 +6,8 @@ UDP-encapsulated on 4500 (strongSwan 5.9.8), in tunnel mode only.
 
 ``python -m tests.harness.strongswan OUT LOCAL_IP PSK [PEER_IP]`` runs our
 :class:`pyl2tp.ike.endpoint.IKEEndpoint` on LOCAL_IP:500/4500 (initiating to PEER_IP if
-given) and writes one JSON line per event, and per ESP packet received, to OUT.
+given; Aggressive Mode answered if PYL2TP_TEST_IKE_AGGRESSIVE=1) and writes one JSON
+line per event, and per ESP packet received, to OUT.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class Charon:
     """One charon in ``ns``; IKEv1 PSK connection ``sc`` with child ``net``."""
 
     def __init__(self, ns: Netns, work: Path, *, me: str, peer: str, psk: str,
-                 local_ts: str, remote_ts: str, mode: str, ident: str = "ss@sc") -> None:
+                 local_ts: str, remote_ts: str, mode: str, ident: str = "ss@sc",
+                 aggressive: bool = False) -> None:
         self.ns = ns
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
@@ -79,6 +81,7 @@ swanctl {{
         self.swanctl_conf.write_text(f"""connections {{
   sc {{
     version = 1
+    aggressive = {"yes" if aggressive else "no"}
     local_addrs = {me}
     remote_addrs = {peer}
     proposals = aes128-sha256-modp2048
@@ -179,7 +182,9 @@ def run_ours(out_path: str, local_ip: str, psk: str, peer_ip: str | None,
              duration: float = 60.0) -> None:
     from pyl2tp.ike.endpoint import IKEConfig, IKEEndpoint
 
-    ep = IKEEndpoint(IKEConfig(psk=psk.encode(), tunnel_ok=True), random_bytes=os.urandom)
+    aggressive = os.environ.get("PYL2TP_TEST_IKE_AGGRESSIVE") == "1"
+    config = IKEConfig(psk=psk.encode(), tunnel_ok=True, aggressive=aggressive)
+    ep = IKEEndpoint(config, random_bytes=os.urandom)
     socks = {}
     for port in (500, 4500):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

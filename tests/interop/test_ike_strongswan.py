@@ -1,6 +1,7 @@
 """Our IKEv1 endpoint against strongSwan charon (kernel-libipsec), IKEv1 PSK.
 
-Responder: charon initiates a tunnel-mode child over UDP 4500; both sides list the SAs,
+Responder: charon initiates (Main Mode, and Aggressive Mode with our responder configured
+to answer it) a tunnel-mode child over UDP 4500; both sides list the SAs,
 and charon's ESP (a ping routed into its ipsec0) decrypts with our inbound SA.
 Initiator: our L2TP client proposes UDP-transport; charon answers Quick Mode (libipsec
 cannot install transport mode, so no ESP follows) and the keys it logged equal ours.
@@ -35,7 +36,8 @@ def _events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _setup(topo: Topology, tmp_path: Path, **charon: str) -> tuple[Charon, Any, Path]:
+def _setup(topo: Topology, tmp_path: Path, aggressive: bool = False,
+           **charon: str) -> tuple[Charon, Any, Path]:
     ss, us = topo.host("ss"), topo.host("us")
     topo.link(ss, f"{SS_IP}/24", us, f"{OUR_IP}/24")
     ss.run(["ip", "addr", "add", "198.18.45.1/32", "dev", "lo"])
@@ -44,9 +46,11 @@ def _setup(topo: Topology, tmp_path: Path, **charon: str) -> tuple[Charon, Any, 
     argv = [sys.executable, "-m", "tests.harness.strongswan", str(out), OUR_IP, PSK]
     if peer:
         argv.append(peer)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO),
+           "PYL2TP_TEST_IKE_AGGRESSIVE": "1" if aggressive else "0"}
     us.popen(argv, cwd=str(REPO), env=env)
-    c = Charon(ss, tmp_path / "charon", me=SS_IP, peer=OUR_IP, psk=PSK, **charon)
+    c = Charon(ss, tmp_path / "charon", me=SS_IP, peer=OUR_IP, psk=PSK,
+               aggressive=aggressive, **charon)
     return c, ss, out
 
 
@@ -63,15 +67,20 @@ def need_charon() -> None:
         pytest.skip("needs root and strongswan-charon + libcharon-extra-plugins")
 
 
-def test_our_responder_with_charon_initiator(need_charon: None, tmp_path: Path) -> None:
+@pytest.mark.parametrize("aggressive", [False, True], ids=["main", "aggressive"])
+def test_our_responder_with_charon_initiator(
+    need_charon: None, tmp_path: Path, aggressive: bool
+) -> None:
     with Topology("ikess-r") as topo:
-        charon, ss, out = _setup(topo, tmp_path, local_ts="198.18.45.0/24",
+        charon, ss, out = _setup(topo, tmp_path, aggressive, local_ts="198.18.45.0/24",
                                  remote_ts="198.18.46.0/24", mode="tunnel")
         res = charon.initiate()
         assert res.returncode == 0, charon.log()[-3000:]
         child = wait_for(lambda: next((e for e in _events(out)
                                        if e["event"] == "ChildSAEstablished"), None), 10)
         assert child["mode"] == "tunnel" and child["inbound"]["udp_encap"]
+        exchange = "Aggressive Mode" if aggressive else "Main Mode"
+        assert f"initiating {exchange}" in charon.log()
         sas = charon.list_sas()
         assert "ESTABLISHED" in sas and "INSTALLED" in sas and "TUNNEL-in-UDP" in sas
         assert f"{child['inbound']['spi']:08x}" in sas  # charon's outbound = our inbound

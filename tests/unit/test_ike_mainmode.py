@@ -311,3 +311,91 @@ def test_wrong_hash_r_detected_by_initiator(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(fails) == 1 and "HASH_R wrong" in fails[0].reason
     assert not client.of(IKESAEstablished) and not client.of(ChildSAEstablished)
     assert client.ep.ike_sas() == [] and client.ep.stats.auth_failed == 1
+
+
+def _aggressive_exchange(server_cfg: IKEConfig, psk: bytes = PSK) -> tuple[Host, list[bytes]]:
+    """Play a PSK Aggressive Mode initiator by hand against our responder."""
+    from pyl2tp.ike.crypto import (
+        IkeCipher,
+        IkeSACrypto,
+        Prf,
+        derive_phase1_keys,
+        hash_i,
+        hash_r,
+        phase1_iv,
+        skeyid_psk,
+    )
+    from pyl2tp.ike.dh import get_group
+    from pyl2tp.wire.isakmp import (
+        HashPayload,
+        IDPayload,
+        ISAKMPHeader,
+        KEPayload,
+        NoncePayload,
+        encode_message,
+        encode_payload_body,
+        split_payloads,
+    )
+
+    net = Net()
+    server = net.add(SERVER, server_cfg, 1)
+    suite = SUITES[0]
+    sa = Policy(initiator_ike=(suite,)).phase1_sa()
+    group = get_group(suite.group)
+    dh, gxi = group.generate(rng(5))
+    ni = rng(6)(32)
+    idii = IDPayload.from_address(CLIENT, 17, 500)
+    cky_i = b"I" * 8
+    am1 = encode_message(
+        ISAKMPHeader(cky_i, bytes(8), ExchangeType.AGGRESSIVE),
+        [sa, KEPayload(gxi), NoncePayload(ni), idii, VendorIDPayload(VendorID.DPD)],
+    )
+    peer, local = (CLIENT, 500), (SERVER, 500)
+    server.ep.datagram_received(am1, peer, local, net.now, nat_t=False)
+    replies = [d for d, *_ in server.ep.datagrams_to_send(net.now)]
+    server.events += server.ep.next_events()
+    if not replies:
+        return server, replies
+    header, body = decode_message(replies[0])
+    raws = split_payloads(header.next_payload, body)
+    by_type = {r.type: r for r in raws}
+    gxr = by_type[PayloadType.KE].body
+    nr = by_type[PayloadType.NONCE].body
+    prf = Prf(suite.hash)
+    cky_r = header.responder_cookie
+    skeyid = skeyid_psk(prf, psk, ni, nr)
+    keys = derive_phase1_keys(prf, skeyid, group.shared(dh, gxr), cky_i, cky_r, 16)
+    sai_b = encode_payload_body(sa)
+    expected_r = hash_r(prf, skeyid, gxi, gxr, cky_i, cky_r, sai_b, by_type[PayloadType.ID].body)
+    assert (by_type[PayloadType.HASH].body == expected_r) == (psk == PSK)
+    crypto = IkeSACrypto(IkeCipher(suite.encryption, keys.enc_key), prf,
+                         phase1_iv(prf, gxi, gxr, 16))
+    digest = hash_i(prf, skeyid, gxi, gxr, cky_i, cky_r, sai_b, encode_payload_body(idii))
+    am3 = encode_message(
+        ISAKMPHeader(cky_i, cky_r, ExchangeType.AGGRESSIVE), [HashPayload(digest)],
+        encrypt=crypto.encrypt_for(0),
+    )
+    server.ep.datagram_received(am3, peer, local, net.now, nat_t=False)
+    server.events += server.ep.next_events()
+    return server, replies
+
+
+def test_aggressive_mode_off_by_default() -> None:
+    server, replies = _aggressive_exchange(config())
+    assert replies == [] and server.ep.ike_sas() == [] and not server.events
+
+
+def test_aggressive_mode_responder_when_configured() -> None:
+    server, replies = _aggressive_exchange(config(aggressive=True))
+    assert len(replies) == 1
+    est = server.of(IKESAEstablished)
+    assert len(est) == 1 and est[0].peer_id == CLIENT
+    assert server.ep.ike_sas()[0].state == "established"
+
+
+def test_aggressive_mode_wrong_psk() -> None:
+    server, _ = _aggressive_exchange(config(aggressive=True), psk=b"another-key-5555")
+    assert [e.reason for e in server.of(AuthenticationFailed)] == [
+        "pre-shared key mismatch (HASH_I wrong)"
+    ]
+    assert server.ep.ike_sas() == []

@@ -6,7 +6,8 @@ already stripped), sends what ``datagrams_to_send`` returns, calls ``handle_time
 
 ISAKMP SAs are keyed by their cookies, never by address: several clients behind one NAT
 address each have their own SA and their own ESP peer (address, NAT-mapped port).
-Not implemented: Aggressive Mode, certificates, rekeying (a child SA that reaches its
+Not implemented: Aggressive Mode as initiator (as responder only if configured),
+certificates, rekeying (a child SA that reaches its
 lifetime is deleted, with a :class:`ChildSADeleted` event).
 """
 
@@ -68,7 +69,10 @@ class IKEEndpoint(QuickMode):
         sa = self._sas.get(header.cookies)
         if sa is None:
             if header.responder_cookie == _ZERO:
-                if header.exchange == ExchangeType.MAIN and not header.encrypted:
+                first = header.exchange == ExchangeType.MAIN or (
+                    header.exchange == ExchangeType.AGGRESSIVE and self.config.aggressive
+                )
+                if first and not header.encrypted:
                     key = self._half.get((header.initiator_cookie, peer))
                     sa = self._sas.get(key) if key is not None else None
                     if sa is None:
@@ -120,6 +124,8 @@ class IKEEndpoint(QuickMode):
         try:
             if header.exchange == ExchangeType.MAIN:
                 self._mm_received(sa, header, body, data, now)
+            elif header.exchange == ExchangeType.AGGRESSIVE:
+                self._am_received(sa, header, body, data, now)
             elif header.exchange == ExchangeType.QUICK:
                 self._qm_received(sa, header, body, data, now)
             elif header.exchange == ExchangeType.INFORMATIONAL:

@@ -9,7 +9,8 @@
     MM5  HDR*, IDii, HASH_I [, N(INITIAL-CONTACT)] ->
                                   <-   MM6  HDR*, IDir, HASH_R
 
-Aggressive Mode is not implemented (it is off by default in the contract).
+Aggressive Mode (RFC 2409 5.4) is answered only when ``IKEConfig.aggressive`` is set;
+we never initiate it.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ from pyl2tp.wire.isakmp import (
     NotifyType,
     Payload,
     PayloadType,
+    RawPayload,
     SAPayload,
     VendorID,
     VendorIDPayload,
+    decode_payload,
     encode_message,
     encode_payload_body,
     split_payloads,
@@ -304,6 +307,9 @@ class MainMode(Informational):
         self._sas[sa.cookies] = sa
         sa.half_key = (sa.icookie, peer)
         self._half[sa.half_key] = sa.cookies
+        if header.exchange == ExchangeType.AGGRESSIVE:
+            self._am1_received(sa, raws, payloads, data, now)
+            return
         sa.state = "mm2"
         reply = encode_message(
             self._header(sa, ExchangeType.MAIN, 0),
@@ -373,6 +379,84 @@ class MainMode(Informational):
             isinstance(p, NotifyPayload) and p.notify_type == NotifyType.INITIAL_CONTACT
             for p in payloads
         )
+        self._established(sa, idii, now)
+
+    # -- Aggressive Mode responder (RFC 2409 5.4; off unless IKEConfig.aggressive) ----------
+    #   AM1  HDR, SA, KE, Ni, IDii, VID...         ->
+    #                                             <-   AM2  HDR, SA, KE, Nr, IDir, HASH_R,
+    #                                                       VID..., NAT-D, NAT-D
+    #   AM3  HDR[*], HASH_I [, NAT-D, NAT-D]      ->   (on 4500 if a NAT was detected)
+    # HASH_R goes to anyone who asks, so a weak PSK can be attacked offline: keep it off.
+
+    def _am1_received(
+        self, sa: IKESA, raws: list[RawPayload], payloads: list[Payload], data: bytes,
+        now: float,
+    ) -> None:
+        assert sa.choice is not None
+        ke = [p for p in payloads if isinstance(p, KEPayload)]
+        nonce = [p for p in payloads if isinstance(p, NoncePayload)]
+        ids = [r for r in raws if r.type == PayloadType.ID]
+        if len(ke) != 1 or len(nonce) != 1 or len(ids) != 1:
+            self._drop_ike(sa, "bad AM1")
+            raise ParseError("AM1 without KE, nonce and ID")
+        sa.gxi, sa.ni_b, sa.idii_b = ke[0].data, nonce[0].data, ids[0].body
+        sa.dh, sa.gxr = get_group(sa.choice.suite.group).generate(self._rng)
+        sa.nr_b = self._rng(NONCE_SIZE)
+        try:
+            self._make_keys(sa, sa.gxi)
+        except ParseError:
+            self._drop_ike(sa, "bad AM1 key exchange")
+            raise
+        assert sa.prf is not None and sa.keys is not None
+        idir = self._our_id(sa)
+        digest = hash_r(
+            sa.prf, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b,
+            encode_payload_body(idir),
+        )
+        out: list[Payload] = [
+            sa.choice.sa_payload(), KEPayload(sa.gxr), NoncePayload(sa.nr_b), idir,
+            HashPayload(digest), *self._answer_vendor_ids(sa), *self._nat_d(sa),
+        ]
+        sa.state = "am2"
+        reply = encode_message(self._header(sa, ExchangeType.AGGRESSIVE, 0), out)
+        self._remember(sa, data, reply)
+        sa.outstanding = self._send_request(sa, reply, now)
+
+    def _am_received(
+        self, sa: IKESA, header: ISAKMPHeader, body: bytes, data: bytes, now: float
+    ) -> None:
+        if sa.initiator or sa.state != "am2" or header.message_id != 0:
+            raise ParseError(f"unexpected Aggressive Mode message in state {sa.state}")
+        assert sa.prf is not None and sa.keys is not None and sa.crypto is not None
+        try:
+            if header.encrypted:
+                _, raws = self._open(sa, header, body)
+            else:
+                raws = split_payloads(header.next_payload, body)
+            hashes = [r for r in raws if r.type == PayloadType.HASH]
+            if len(hashes) != 1:
+                raise ParseError("AM3 without HASH_I")
+            payloads = [r.decode() for r in raws]
+        except ParseError as e:
+            log.debug("IKE peer %s: AM3 did not decrypt: %s", fmt_peer(sa.peer), e)
+            self._auth_failed(sa, "HASH_I wrong")
+            return
+        expected = hash_i(
+            sa.prf, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, sa.idii_b
+        )
+        if hashes[0].body != expected:
+            self._auth_failed(sa, "HASH_I wrong")
+            return
+        if header.encrypted:
+            sa.crypto.advance(0, body)
+        self._check_nat_d(sa, payloads)
+        self._remember(sa, data, None)
+        sa.initial_contact = any(
+            isinstance(p, NotifyPayload) and p.notify_type == NotifyType.INITIAL_CONTACT
+            for p in payloads
+        )
+        idii = decode_payload(PayloadType.ID, sa.idii_b)
+        assert isinstance(idii, IDPayload)
         self._established(sa, idii, now)
 
     # -- both -------------------------------------------------------------------------------

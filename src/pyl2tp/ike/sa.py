@@ -49,6 +49,7 @@ class IKEConfig:
     l2tp_port: int = 1701
     pfs_group: int | None = None  # initiator: propose PFS with this DH group in Quick Mode
     local_id: str | None = None  # our phase-1 identity: FQDN or user@FQDN; None = address
+    aggressive: bool = False  # responder: answer Aggressive Mode (exposes HASH_R offline)
 
 
 @dataclass(slots=True, frozen=True)
@@ -169,6 +170,7 @@ class IKESA:
     gxr: bytes = b""
     ni_b: bytes = b""
     nr_b: bytes = b""
+    idii_b: bytes = b""  # Aggressive Mode: the initiator's ID body from AM1
     keys: Phase1Keys | None = None
     crypto: IkeSACrypto | None = None
     nat_t_draft: bool | None = None  # None: peer sent no NAT-T VID; True: a draft one only
