@@ -155,13 +155,8 @@ def suite_policy(suite: IkeSuite) -> Policy:
 # -- tests -----------------------------------------------------------------------------
 
 
-SUITES = [
-    IkeSuite(EncryptionAlgorithm.AES_CBC, 128, HashAlgorithm.SHA1, Group.MODP2048),
-    IkeSuite(EncryptionAlgorithm.AES_CBC, 256, HashAlgorithm.SHA2_384, Group.ECP384),
-    IkeSuite(EncryptionAlgorithm.AES_CBC, 256, HashAlgorithm.SHA2_256, Group.MODP2048),
-    IkeSuite(EncryptionAlgorithm.AES_CBC, 128, HashAlgorithm.SHA2_256, Group.ECP256),
-    IkeSuite(EncryptionAlgorithm.AES_CBC, 256, HashAlgorithm.SHA2_512, Group.MODP4096),
-]
+# every phase-1 suite the default policy proposes and accepts
+SUITES = list(Policy().initiator_ike)
 
 
 @pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.name)
@@ -364,7 +359,9 @@ def _aggressive_exchange(server_cfg: IKEConfig, psk: bytes = PSK) -> tuple[Host,
     prf = Prf(suite.hash)
     cky_r = header.responder_cookie
     skeyid = skeyid_psk(prf, psk, ni, nr)
-    keys = derive_phase1_keys(prf, skeyid, group.shared(dh, gxr), cky_i, cky_r, 16)
+    keys = derive_phase1_keys(
+        prf, skeyid, group.shared(dh, gxr), cky_i, cky_r, suite.key_bits // 8
+    )
     sai_b = encode_payload_body(sa)
     expected_r = hash_r(prf, skeyid, gxi, gxr, cky_i, cky_r, sai_b, by_type[PayloadType.ID].body)
     assert (by_type[PayloadType.HASH].body == expected_r) == (psk == PSK)
