@@ -18,6 +18,7 @@ from pyl2tp.dataplane.ipsec import IPsecLayer
 from pyl2tp.esp import IKE_MARKER, classify_4500, keepalive
 from pyl2tp.ike.endpoint import IKEEndpoint
 from pyl2tp.ike.events import ChildSADeleted, ChildSAEstablished, Event
+from pyl2tp.io.timer import DeadlineTimer
 from pyl2tp.io.udp import BURST, EndpointDriver, grow_receive_buffer
 
 log = logging.getLogger("pyl2tp.ipsec")
@@ -49,8 +50,7 @@ class IPsecDriver:
         self._ike: dict[str, socket.socket] = {}
         self._natt: dict[str, socket.socket] = {}
         self._raw: dict[str, socket.socket] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self._on_timer, "IKE")
         self._keepalive: asyncio.TimerHandle | None = None
         self.send_errors = 0
         l2tp.outbound_hook = self.send_l2tp
@@ -84,9 +84,9 @@ class IPsecDriver:
         log.info("IKE on %s:500 and :4500, raw ESP on %s", host, host)
 
     def close(self) -> None:
-        for timer in (self._timer, self._keepalive):
-            if timer is not None:
-                timer.cancel()
+        self._timer.cancel()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         for table in (self._ike, self._natt, self._raw):
             for sock in table.values():
                 self._loop.remove_reader(sock.fileno())
@@ -223,24 +223,13 @@ class IPsecDriver:
         self._arm()
 
     def _arm(self) -> None:
-        when = self.ike.get_timer()
-        if when == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = when
-        if when is not None:
-            self._timer = self._loop.call_at(when, self._fire)
+        self._timer.arm(self.ike.get_timer())
 
-    def _fire(self) -> None:
-        self._timer = None
-        self._timer_at = None
+    def _on_timer(self, now: float) -> None:
         try:
-            self.ike.handle_timer(self.now())
-        except Exception:
-            log.exception("unexpected error in the IKE timer")
-        self.transmit()
+            self.ike.handle_timer(now)
+        finally:
+            self.transmit()
 
     def _start_keepalives(self) -> None:
         if self._keepalive is None:

@@ -12,6 +12,7 @@ import logging
 import socket
 from collections.abc import Callable
 
+from pyl2tp.io.timer import DeadlineTimer
 from pyl2tp.l2tp.endpoint import L2TPEndpoint
 from pyl2tp.l2tp.events import Event
 from pyl2tp.l2tp.tunnel import Addr
@@ -53,8 +54,7 @@ class EndpointDriver:
         self._loop = asyncio.get_running_loop()
         self._sockets: dict[Addr, socket.socket] = {}
         self._default: socket.socket | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self._on_timer, "L2TP")
         self._flush_pending = False
         self.send_errors = 0
         self.receive_errors = 0
@@ -164,28 +164,16 @@ class EndpointDriver:
         self.transmit()
 
     def _arm(self) -> None:
-        when = self.endpoint.get_timer()
-        if when == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = when
-        if when is not None:
-            self._timer = self._loop.call_at(when, self._fire)
+        self._timer.arm(self.endpoint.get_timer())
 
-    def _fire(self) -> None:
-        self._timer = None
-        self._timer_at = None
+    def _on_timer(self, now: float) -> None:
         try:
-            self.endpoint.handle_timer(self.now())
-        except Exception:
-            log.exception("unexpected error in the L2TP timer")
-        self.transmit()
+            self.endpoint.handle_timer(now)
+        finally:
+            self.transmit()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         for sock in self._sockets.values():
             self._loop.remove_reader(sock.fileno())
             sock.close()

@@ -388,18 +388,8 @@ class Tunnel:
             self.close(now, StopCCNResult.UNSUPPORTED_VERSION, 1, "only L2TP version 1.0")
             return
         secret = self.config.secret
-        if self._challenge is not None:
-            assert secret is not None
-            response = msg.get(AVPType.CHALLENGE_RESPONSE)
-            expected = challenge_response(MessageType.SCCRP, secret, self._challenge)
-            if not isinstance(response, bytes) or not hmac.compare_digest(response, expected):
-                # RFC 2661 4.4.2 result 4: requester is not authorized.
-                what = "missing" if response is None else "wrong"
-                log.warning(
-                    "%s: tunnel authentication failed: %s challenge response", self.label, what
-                )
-                self.close(now, StopCCNResult.NOT_AUTHORIZED, message=f"{what} challenge response")
-                return
+        if not self._peer_authenticated(msg, MessageType.SCCRP, now):
+            return
         avps: list[AVP] = []
         challenge = msg.get(AVPType.CHALLENGE)
         if isinstance(challenge, bytes):
@@ -420,18 +410,25 @@ class Tunnel:
         if self.state is not TunnelState.WAIT_CTL_CONN:
             log.info("%s: ignoring SCCCN in state %s", self.label, self.state.value)
             return
-        if self._challenge is not None:
-            assert self.config.secret is not None
-            response = msg.get(AVPType.CHALLENGE_RESPONSE)
-            expected = challenge_response(MessageType.SCCCN, self.config.secret, self._challenge)
-            if not isinstance(response, bytes) or not hmac.compare_digest(response, expected):
-                what = "missing" if response is None else "wrong"
-                log.warning(
-                    "%s: tunnel authentication failed: %s challenge response", self.label, what
-                )
-                self.close(now, StopCCNResult.NOT_AUTHORIZED, message=f"{what} challenge response")
-                return
-        self._establish(now)
+        if self._peer_authenticated(msg, MessageType.SCCCN, now):
+            self._establish(now)
+
+    def _peer_authenticated(self, msg: ControlMessage, mt: MessageType, now: float) -> bool:
+        """Check the answer to our Challenge, if we sent one (RFC 2661 5.1.1).
+
+        A missing or wrong response ends the tunnel with StopCCN result 4 (not authorized).
+        """
+        if self._challenge is None:
+            return True
+        assert self.config.secret is not None
+        response = msg.get(AVPType.CHALLENGE_RESPONSE)
+        expected = challenge_response(mt, self.config.secret, self._challenge)
+        if isinstance(response, bytes) and hmac.compare_digest(response, expected):
+            return True
+        what = "missing" if response is None else "wrong"
+        log.warning("%s: tunnel authentication failed: %s challenge response", self.label, what)
+        self.close(now, StopCCNResult.NOT_AUTHORIZED, message=f"{what} challenge response")
+        return False
 
     def _on_stopccn(self, msg: ControlMessage, now: float) -> None:
         rc = msg.get(AVPType.RESULT_CODE)
@@ -446,24 +443,29 @@ class Tunnel:
         return None  # the channel's ack is the whole answer (RFC 2661 6.5)
 
     def _on_icrq(self, msg: ControlMessage, now: float) -> None:
-        if self.config.lac or self.state is not TunnelState.ESTABLISHED:
-            self._refuse_call(msg, now, CDNResult.GENERAL_ERROR, "ICRQ not accepted here")
-            return
-        session = self._new_session(incoming=True, now=now)
-        if session is None:
-            self._refuse_call(msg, now, CDNResult.TEMPORARY_NO_RESOURCES, "session limit reached")
-            return
-        session.on_icrq(msg, now)
+        # RFC 2661 5.2.1: the LAC places incoming calls, the LNS answers them.
+        session = self._answerable_call(msg, now, "ICRQ", as_lac=False)
+        if session is not None:
+            session.on_icrq(msg, now)
 
     def _on_ocrq(self, msg: ControlMessage, now: float) -> None:
-        if not self.config.lac or self.state is not TunnelState.ESTABLISHED:
-            self._refuse_call(msg, now, CDNResult.GENERAL_ERROR, "OCRQ not accepted here")
-            return
-        session = self._new_session(incoming=False, now=now)
+        # RFC 2661 5.2.2: the LNS asks the LAC to place an outgoing call.
+        session = self._answerable_call(msg, now, "OCRQ", as_lac=True)
+        if session is not None:
+            session.on_ocrq(msg, now)
+
+    def _answerable_call(
+        self, msg: ControlMessage, now: float, name: str, *, as_lac: bool
+    ) -> Session | None:
+        """A new session for a call request, or None after refusing it with CDN."""
+        if self.config.lac != as_lac or self.state is not TunnelState.ESTABLISHED:
+            self._refuse_call(msg, now, CDNResult.GENERAL_ERROR, f"{name} not accepted here")
+            return None
+        # The session's direction is the RFC's: an ICRQ is incoming at the LNS.
+        session = self._new_session(incoming=not as_lac, now=now)
         if session is None:
             self._refuse_call(msg, now, CDNResult.TEMPORARY_NO_RESOURCES, "session limit reached")
-            return
-        session.on_ocrq(msg, now)
+        return session
 
     def _to_session(self, msg: ControlMessage, now: float) -> None:
         session = self.sessions.get(msg.session_id)
