@@ -305,3 +305,40 @@ def test_notify_to_our_half_open_initiator() -> None:
     events = client.ep.next_events()
     assert [e.notify for e in events if isinstance(e, NegotiationFailed)] == ["NO-PROPOSAL-CHOSEN"]
     assert client.ep.ike_sas() == [] and client.ep.get_timer() is None
+
+
+def test_tshark_dissects_and_decrypts_our_exchange(tmp_path: Path) -> None:
+    """tshark finds nothing wrong with our messages and decrypts them with the key log."""
+    import shutil
+    import subprocess
+
+    from tests.harness.capture import tshark_problems, write_udp_pcap
+
+    from pyl2tp.ike.endpoint import IKEEndpoint
+    from pyl2tp.keylog import KeyLog, tshark_options
+
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark not installed")
+    net, client, server = pair(client_nat=True)
+    with KeyLog(tmp_path / "keys.log") as keylog:
+        server.ep = IKEEndpoint(config(), random_bytes=rng(1), keylog=keylog)
+        connect(net, client)
+        assert child_of(server)
+        client.ep.delete_all(net.now)
+        net.pump()
+    pcap = write_udp_pcap(tmp_path / "ike.pcap", [
+        (s.src[0], s.src[1], s.dst[0], s.dst[1], (b"\x00" * 4 if s.nat_t else b"") + s.data)
+        for s in net.log
+    ])
+    assert tshark_problems(pcap) == []
+    res = subprocess.run(
+        ["tshark", "-n", "-r", str(pcap), *tshark_options(tmp_path / "keys.log"),
+         "-T", "fields", "-E", "occurrence=f", "-e", "isakmp.exchangetype", "-e", "isakmp.hash",
+         "-e", "_ws.malformed"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    rows = [line.split("\t") for line in res.stdout.splitlines()]
+    assert len(rows) == len(net.log) == 11  # MM 6, QM 3, Delete ESP + ISAKMP
+    hashed = [r[0] for r in rows if r[1]]
+    assert hashed == ["2", "2", "32", "32", "32", "5", "5"]  # every encrypted message opened
+    assert not any(r[2] for r in rows)
