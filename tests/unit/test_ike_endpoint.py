@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.unit.test_ike_mainmode import (
+    CLIENT,
     NAT_PUBLIC,
     SERVER,
     Net,
@@ -342,3 +343,14 @@ def test_tshark_dissects_and_decrypts_our_exchange(tmp_path: Path) -> None:
     hashed = [r[0] for r in rows if r[1]]
     assert hashed == ["2", "2", "32", "32", "32", "5", "5"]  # every encrypted message opened
     assert not any(r[2] for r in rows)
+
+
+def test_bad_message_does_not_move_a_half_open_peer() -> None:
+    net, client, server = pair()
+    net.drop = lambda s: not from_server(s) and net.log.index(s) > 0  # only MM1 arrives
+    connect(net, client, l2tp=False)
+    (cookies,) = [i.cookies for i in server.ep.ike_sas()]
+    junk = encode_message(ISAKMPHeader(cookies[:8], cookies[8:], ExchangeType.MAIN), [])
+    server.ep.datagram_received(junk, ("198.18.0.99", 4500), (SERVER, 4500), net.now, nat_t=True)
+    info = server.ep.ike_sas()[0]
+    assert info.peer == (CLIENT, 500) and not info.nat_t and server.ep.stats.malformed == 1

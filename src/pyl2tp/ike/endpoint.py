@@ -108,13 +108,13 @@ class IKEEndpoint(QuickMode):
             if answer is not None:
                 self._send(sa, answer)
             return
-        if not sa.established:
-            # RFC 3947 4: answer where the peer talks from (it may float to 4500).
-            if not sa.initiator or nat_t:
-                sa.peer, sa.local, sa.nat_t = peer, local, nat_t or sa.nat_t
-        elif sa.peer[0] != peer[0]:
+        if sa.established and sa.peer[0] != peer[0]:
             self.stats.unknown_cookie += 1
             return
+        before = (sa.peer, sa.local, sa.nat_t)
+        if not sa.established and (not sa.initiator or nat_t):
+            # RFC 3947 4: answer where the peer talks from (it may float to 4500).
+            sa.peer, sa.local, sa.nat_t = peer, local, nat_t or sa.nat_t
         # RFC 3947 4: behind a NAT the peer's port may change; answer where it now is,
         # once the message authenticated (the handlers raise otherwise).
         moved = sa.established and sa.nat_t and nat_t and peer != sa.peer
@@ -133,8 +133,7 @@ class IKEEndpoint(QuickMode):
             else:
                 raise ParseError(f"exchange type {header.exchange} not supported")
         except BaseException:
-            if moved:
-                sa.peer = old_peer
+            sa.peer, sa.local, sa.nat_t = before  # a bad message moves nothing
             raise
         if moved:
             log.info("IKE peer %s: NAT mapping moved to %s", fmt_peer(old_peer), fmt_peer(peer))
