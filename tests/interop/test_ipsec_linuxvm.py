@@ -1,0 +1,347 @@
+"""The stock Linux L2TP/IPsec client (strongSwan + xl2tpd + pppd, kernel ESP) -> our server.
+
+The guest is the qemu VM of tests/harness/linuxvm: charon (IKEv1 Main Mode, PSK, then
+Quick Mode for a transport-mode SA on udp/1701, installed into the kernel's xfrm), xl2tpd
+in kernel mode and pppd with MS-CHAPv2. Our server runs in the test namespace with
+`[ipsec] enabled` and `require` (L2TP only through an ESP SA) and a key log.
+
+Checked: the guest's `ipsec statusall` shows the IKE SA ESTABLISHED and the child SA
+INSTALLED, TRANSPORT; ppp0 gets an address from our pool; pings go both ways over it
+(guest -> pool.local through ppp0, server namespace -> the guest's PPP address); `ctl
+sessions` names the user and the ESP transform; the capture on the TAP holds ESP and no
+cleartext L2TP, and with the server's key log tshark decrypts IKE and ESP with no problem.
+Variants: raw ESP (protocol 50), and NAT-T forced by charon's `forceencaps=yes` (ESP in
+UDP 4500, RFC 3948).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyl2tp.keylog import tshark_options
+from tests.harness.capture import Capture, tshark_fields, tshark_problems
+from tests.harness.linuxvm import LinuxVM, VMImage, require_image
+from tests.harness.netns import Netns, Topology, wait_for
+from tests.harness.product import ProductProcess, assert_no_traceback
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
+
+HOST_IP = "198.18.1.1"
+GUEST_ADDR = "198.18.1.2"
+GUEST_IP = f"{GUEST_ADDR}/24"
+POOL_LOCAL = "198.18.100.1"
+POOL_FIRST, POOL_LAST = "198.18.100.10", "198.18.100.50"
+DNS = "198.18.0.53"
+USER, PASSWORD = "vmuser", "vmpass-1"
+PSK = "vmpsk"
+CONNECT_WAIT = 180  # seconds: boot + IKE + L2TP + PPP under TCG (~10x slower than the host)
+
+
+def _toml(value: object) -> str:
+    return json.dumps(value)  # JSON strings and lists are valid TOML
+
+
+def _server_toml(work: Path) -> str:
+    return f"""\
+[server]
+listen = [{_toml(HOST_IP)}]
+hostname = "pyl2tp-lns"
+control_socket = {_toml(str(work / "server.sock"))}
+tun = "pyl2tp0"
+
+[ipsec]
+enabled = true
+psk = {_toml(PSK)}
+require = true
+
+[ppp]
+auth = ["mschapv2"]
+dns = [{_toml(DNS)}]
+
+[pool]
+local = {_toml(POOL_LOCAL)}
+range = {_toml(f"{POOL_FIRST}-{POOL_LAST}")}
+
+[[users]]
+name = {_toml(USER)}
+password = {_toml(PASSWORD)}
+
+[debug]
+keylog = {_toml(str(work / "keylog.txt"))}
+"""
+
+
+def _client_files(forceencaps: bool) -> dict[str, str]:
+    """The classic client as the Linux guides (and NetworkManager-l2tp) set it up."""
+    encaps = "    forceencaps=yes\n" if forceencaps else ""
+    return {
+        "/etc/ipsec.conf": f"""\
+config setup
+    charondebug="ike 2, knl 2, net 1, cfg 1"
+
+conn %default
+    ikelifetime=60m
+    keylife=20m
+    rekeymargin=3m
+    keyingtries=1
+    keyexchange=ikev1
+    authby=secret
+    ike=aes256-sha1-modp2048,aes128-sha1-modp2048!
+    esp=aes256-sha1,aes128-sha1!
+
+conn vpn
+    left=%defaultroute
+    auto=add
+    type=transport
+    leftprotoport=17/1701
+    rightprotoport=17/1701
+    right={HOST_IP}
+{encaps}""",
+        "/etc/ipsec.secrets": f'%any {HOST_IP} : PSK "{PSK}"\n',
+        "/etc/xl2tpd/xl2tpd.conf": f"""\
+[lac vpn]
+lns = {HOST_IP}
+ppp debug = yes
+pppoptfile = /etc/ppp/options.l2tpd.client
+length bit = yes
+""",
+        "/etc/ppp/options.l2tpd.client": f"""\
+ipcp-accept-local
+ipcp-accept-remote
+refuse-eap
+refuse-pap
+refuse-chap
+refuse-mschap
+require-mschap-v2
+noccp
+noauth
+mtu 1280
+mru 1280
+noipdefault
+usepeerdns
+connect-delay 5000
+name "{USER}"
+password "{PASSWORD}"
+debug
+logfile /var/log/pppd.log
+""",
+    }
+
+
+# `ipsec up` exits 0 even when the connection fails (strongSwan 5.9.8 stroke): grep it.
+# xl2tpd is only told to connect once the SA is up, else it would send cleartext L2TP.
+CLIENT_CMD = f"""\
+ipsec start
+for i in $(seq 50); do ipsec status >/dev/null 2>&1 && break; sleep 0.2; done
+xl2tpd -D -c /etc/xl2tpd/xl2tpd.conf > /var/log/xl2tpd.log 2>&1 &
+for i in $(seq 50); do [ -p /run/xl2tpd/l2tp-control ] && break; sleep 0.2; done
+echo "===== ipsec up"
+ipsec up vpn > /tmp/up.log 2>&1; cat /tmp/up.log
+if ! grep -q "connection 'vpn' established successfully" /tmp/up.log; then
+    echo "ipsec-failed" > /sb/out/ppp-up
+    echo "===== charon.log"; cat /var/log/charon.log
+    exit 3
+fi
+ipsec statusall > /sb/out/statusall.txt 2>&1
+echo "===== c vpn"
+echo "c vpn" > /run/xl2tpd/l2tp-control
+# pppd puts the address on ppp0 before the link is up: wait for the peer route (ip-up)
+for i in $(seq 120); do
+    ip route get {POOL_LOCAL} 2>/dev/null | grep -q ' dev ppp0 ' && break; sleep 1
+done
+ip -4 addr show ppp0
+echo "route-to-pool: $(ip route get {POOL_LOCAL} | head -n 1)"
+# -I ppp0: the server namespace also owns {POOL_LOCAL} and would answer over eth0
+ping -I ppp0 -c 3 -W 5 {POOL_LOCAL}; rc_ping=$?
+addr=$(ip -4 -o addr show ppp0 | sed -n 's/.* inet \\([0-9.]*\\) peer \\([0-9.]*\\).*/\\1 \\2/p')
+echo "$addr $rc_ping" > /sb/out/ppp-up
+for i in $(seq 240); do [ -e /sb/in/flags/hangup ] && break; sleep 0.5; done
+echo "===== xfrm"; ip xfrm state; ip xfrm policy
+echo "===== ip l2tp"; ip l2tp show tunnel; ip l2tp show session
+echo "===== d vpn"
+echo "d vpn" > /run/xl2tpd/l2tp-control
+for i in $(seq 20); do ip link show ppp0 >/dev/null 2>&1 || break; sleep 0.5; done
+sleep 1
+echo "===== xl2tpd.log"; cat /var/log/xl2tpd.log
+echo "===== pppd.log"; cat /var/log/pppd.log
+echo "RESULT rc_ping=$rc_ping"
+[ "$rc_ping" = 0 ]
+"""
+
+
+@pytest.fixture(scope="module")
+def image() -> VMImage:
+    """The VM image, built once (~60 s) and cached; skip with the reason if impossible."""
+    return require_image()
+
+
+@contextlib.contextmanager
+def _tshark_keys(keylog: Path, confdir: Path) -> Iterator[None]:
+    """tshark (as the capture helpers run it) decrypts with the server's key log.
+
+    The helpers take no `-o` options, so the same settings go into a private personal
+    configuration directory (WIRESHARK_CONFIG_DIR): the `esp_sa` and
+    `ikev1_decryption_table` UAT files and the ESP preferences.
+    """
+    opts = tshark_options(keylog)
+    values = [opts[i + 1] for i in range(0, len(opts), 2)]
+    tables: dict[str, list[str]] = {}
+    prefs: list[str] = []
+    for value in values:
+        if value.startswith("uat:"):
+            table, _, record = value.removeprefix("uat:").partition(":")
+            tables.setdefault(table, []).append(record)
+        else:
+            name, _, setting = value.partition(":")
+            prefs.append(f"{name}: {setting}")
+    confdir.mkdir(parents=True, exist_ok=True)
+    (confdir / "preferences").write_text("\n".join(prefs) + "\n")
+    for table, records in tables.items():
+        (confdir / table).write_text("\n".join(records) + "\n")
+    old = os.environ.get("WIRESHARK_CONFIG_DIR")
+    os.environ["WIRESHARK_CONFIG_DIR"] = str(confdir)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["WIRESHARK_CONFIG_DIR"]
+        else:
+            os.environ["WIRESHARK_CONFIG_DIR"] = old
+
+
+def _ping_from(ns: Netns, address: str) -> str:
+    res = ns.run(["ping", "-c", "3", "-W", "5", "-i", "0.5", address], check=False, timeout=30)
+    return str(res.stdout) + str(res.stderr)
+
+
+@pytest.mark.parametrize("forceencaps", [False, True], ids=["esp", "natt-forceencaps"])
+def test_linux_l2tp_ipsec_client_to_our_server(image: VMImage, topology: Topology,
+                                               tmp_path: Path, forceencaps: bool) -> None:
+    """strongSwan + xl2tpd + pppd in the VM: IKEv1 PSK, transport ESP, L2TP, PPP, pings."""
+    ns = topology.host("lns")
+    work = tmp_path / "w"
+    pcap = tmp_path / "tap.pcap"
+    with LinuxVM(ns, tmp_path / "vm", guest_ip=GUEST_IP, host_ip=HOST_IP,
+                 files=_client_files(forceencaps), cmd=CLIENT_CMD, timeout=420,
+                 image=image) as vm:
+        tap = vm.attach()  # the server binds the TAP's address before the VM boots
+        server = ProductProcess(ns, "server", _server_toml(work), work)
+        capture = Capture(ns, pcap, iface=tap, bpf="udp or ip proto 50")
+        try:
+            capture.start()
+            server.start()
+            vm.start()
+            up = vm.wait_guest_file("ppp-up", CONNECT_WAIT).split()
+            assert up != ["ipsec-failed"], (
+                f"IKE failed\n{vm.result().describe(200)}\n--- server ---\n"
+                f"{server.log_text()[-4000:]}")
+            assert len(up) == 3, (f"ppp0 did not come up: {up}\n{vm.result().describe()}\n"
+                                  f"--- server ---\n{server.log_text()[-4000:]}")
+            address, peer, rc_ping = up
+            assert peer == POOL_LOCAL
+            assert ipaddress.IPv4Address(POOL_FIRST) <= ipaddress.IPv4Address(address) \
+                <= ipaddress.IPv4Address(POOL_LAST)
+            assert rc_ping == "0", vm.result().describe()
+
+            # the other way: the server namespace pings the guest's PPP address
+            pong = _ping_from(ns, address)
+            assert re.search(r"3 packets transmitted, 3 received", pong), pong
+
+            statusall = vm.guest_file("statusall.txt") or ""
+            sessions = server.sessions()
+            status = server.ctl("status")
+            vm.flag("hangup")
+            result = vm.wait()
+            wait_for(lambda: server.sessions() == [], 30, interval=0.5,
+                     what="the session to go after the guest's hang-up")
+        finally:
+            capture.stop()
+            server.stop()
+    server_log = server.log_text()
+    assert result.status == 0, result.describe()
+
+    # strongSwan's view: Main Mode (PSK) done, Quick Mode transport SA installed
+    assert re.search(r"vpn\[\d+\]: ESTABLISHED .*198\.18\.1\.2.*198\.18\.1\.1", statusall), \
+        statusall
+    assert re.search(r"vpn\{\d+\}:\s+INSTALLED, TRANSPORT", statusall), statusall
+    if forceencaps:
+        assert "TRANSPORT, reqid" in statusall and "ESP in UDP SPIs" in statusall, statusall
+    assert re.search(r"AES_CBC_(128|256)/HMAC_SHA1_96", statusall), statusall
+    assert "pre-shared key" in statusall, statusall
+
+    # our server's view
+    assert [(s["user"], s["address"]) for s in sessions] == [(USER, address)], sessions
+    ipsec_desc = sessions[0]["ipsec"]
+    assert ipsec_desc is not None and "transport" in ipsec_desc, sessions
+    assert ipsec_desc.startswith("aes-cbc/hmac-sha1-96"), sessions
+    assert ("udp-encap" in ipsec_desc) == forceencaps, sessions
+    esp_counts = status["ipsec"]["esp"]
+    assert esp_counts["esp_in"] > 0 and esp_counts["esp_out"] > 0, status
+    assert esp_counts["plain_l2tp_dropped"] == 0, status
+    assert f"PPP user '{USER}' over IKE identity {GUEST_ADDR}" in server_log, server_log[-3000:]
+    assert_no_traceback(server_log)
+
+    out = result.output
+    assert "Using l2tp kernel support" in out, result.describe()
+    assert "CHAP authentication succeeded" in out, result.describe()
+    assert f"local  IP address {address}" in out, result.describe()
+    assert re.search(rf"^route-to-pool: {re.escape(POOL_LOCAL)} dev ppp0 ", out, re.M), out
+    assert "3 packets transmitted, 3 received" in out, result.describe()
+    assert "mode transport" in out, result.describe()  # ip xfrm state
+
+    # the wire: ESP only (raw, or in UDP 4500); nothing of L2TP in the clear
+    esp_rows = tshark_fields(pcap, ["ip.src", "ip.dst", "udp.dstport", "esp.spi"], "esp")
+    directions = {(src, dst) for src, dst, _port, _spi in esp_rows}
+    assert directions == {(GUEST_ADDR, HOST_IP), (HOST_IP, GUEST_ADDR)}, esp_rows[:10]
+    ports = {port for _src, _dst, port, _spi in esp_rows}
+    assert ports == ({"4500"} if forceencaps else {""}), ports
+    assert tshark_fields(pcap, ["frame.number"], "l2tp || udp.port == 1701") == []
+    isakmp_ports = {p for (p,) in tshark_fields(pcap, ["udp.dstport"], "isakmp")}
+    assert "500" in isakmp_ports, isakmp_ports
+
+    # with the server's keys tshark decrypts both IKE and ESP, and finds nothing wrong
+    keylog = work / "keylog.txt"
+    text = keylog.read_text()
+    assert "ikev1_decryption_table:" in text and "esp_sa:" in text
+    resent = _retransmissions(pcap)  # without the keys
+    with _tshark_keys(keylog, tmp_path / "wsconf"):
+        inner = tshark_fields(pcap, ["ip.src", "esp.icv_good", "l2tp.tunnel"], "l2tp")
+        # transport mode: ip.src is the outer header, then any IP carried in PPP
+        outer = {src.split(",")[0] for src, _icv, _t in inner}
+        assert outer == {GUEST_ADDR, HOST_IP}, inner[:10]
+        assert all(icv.split(",")[0] == "1" for _src, icv, _t in inner), inner[:10]
+        chap = tshark_fields(pcap, ["chap.code"], "chap")
+        assert {"1", "2", "3"} <= {code for (code,) in chap}, chap  # MS-CHAPv2 in ESP
+        # both pings, 3 requests + 3 replies each, inside ESP
+        icmp = tshark_fields(pcap, ["icmp.type"], "icmp && esp")
+        assert len(icmp) >= 12, icmp
+        # Quick Mode decrypted (RFC 2409 5.5): SA, nonce and the udp/1701 IDs both ways
+        qm = tshark_fields(pcap, ["ip.src", "isakmp.typepayload"], "isakmp.exchangetype == 32")
+        full = {src for src, kinds in qm if {"1", "5", "10"} <= set(kinds.split(","))}
+        assert full == {GUEST_ADDR, HOST_IP}, qm
+        problems = [p for p in tshark_problems(pcap, src=HOST_IP)
+                    if int(p.split(":")[0].removeprefix("frame ")) not in resent]
+        assert problems == [], problems
+
+
+def _retransmissions(pcap: Path) -> set[int]:
+    """Frames repeating an earlier IKE datagram byte for byte (RFC 2408 5: a retransmission).
+
+    tshark 4.0 chains the IKEv1 CBC IV from the previous frame of the exchange, so it
+    cannot decrypt an identical resend and marks it malformed: a dissector limit.
+    """
+    seen: set[str] = set()
+    resent: set[int] = set()
+    for number, payload in tshark_fields(pcap, ["frame.number", "udp.payload"], "isakmp"):
+        if payload in seen:
+            resent.add(int(number))
+        seen.add(payload)
+    return resent
