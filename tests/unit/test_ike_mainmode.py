@@ -283,6 +283,11 @@ def test_wrong_psk(side: str, caplog: pytest.LogCaptureFixture) -> None:
     assert not server.of(IKESAEstablished) and not client.of(IKESAEstablished)
     assert not server.of(ChildSAEstablished) and not client.of(ChildSAEstablished)
     assert server.ep.ike_sas() == [] and server.ep.stats.auth_failed == 1
+    # the responder says so in the clear, so the initiator learns why at once
+    assert [e.reason for e in client.of(AuthenticationFailed)] == [
+        "pre-shared key mismatch (peer sent AUTHENTICATION-FAILED)"
+    ]
+    assert client.ep.ike_sas() == [] and client.ep.get_timer() is None
     assert "other-secret" not in caplog.text and PSK.decode() not in caplog.text
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pyl2tp.errors import ParseError
 from pyl2tp.ike.crypto import informational_hash
 from pyl2tp.ike.events import (
+    AuthenticationFailed,
     ChildSADeleted,
     Event,
     IKESADeleted,
@@ -43,6 +44,10 @@ __all__ = ["EndpointCore", "Informational", "notify_name"]
 log = logging.getLogger("pyl2tp.ike")
 _SEQ = struct.Struct(">I")
 _MAX_ANSWERS = 16
+_AUTH_NOTIFIES = frozenset(
+    {NotifyType.AUTHENTICATION_FAILED, NotifyType.INVALID_HASH_INFORMATION,
+     NotifyType.PAYLOAD_MALFORMED}
+)
 
 
 def notify_name(kind: int) -> str:
@@ -161,6 +166,23 @@ class EndpointCore:
         else:
             log.info("IKE peer %s: negotiation given up (%s)", fmt_peer(sa.peer), reason)
 
+    def _auth_failed(self, sa: IKESA, what: str) -> None:
+        """HASH_I or HASH_R did not verify: event, log line, SA gone.
+
+        A responder also tells the initiator, in the clear (RFC 2408 3.14.1
+        AUTHENTICATION-FAILED): with another PSK the peer could not decrypt anything else,
+        and without it an initiator only ever sees a timeout.
+        """
+        self.stats.auth_failed += 1
+        reason = f"pre-shared key mismatch ({what})"
+        log.warning("IKE peer %s: %s", fmt_peer(sa.peer), reason)
+        self._emit(AuthenticationFailed(sa.peer, reason))
+        if not sa.initiator:
+            notify = NotifyPayload(NotifyType.AUTHENTICATION_FAILED, sa.cookies)
+            header = self._header(sa, ExchangeType.INFORMATIONAL, self._message_id())
+            self._send(sa, encode_message(header, [notify]))
+        self._drop_ike(sa, reason)
+
     # -- informational messages we send ----------------------------------------------------
 
     def _message_id(self) -> int:
@@ -234,6 +256,10 @@ class Informational(EndpointCore):
                 if sa.established:
                     return  # RFC 2408 5.x: unauthenticated, ignore once established
                 name = notify_name(payload.notify_type)
+                if sa.initiator and sa.state == "mm5" and payload.notify_type in _AUTH_NOTIFIES:
+                    # The responder could not verify HASH_I: almost surely another PSK.
+                    self._auth_failed(sa, f"peer sent {name}")
+                    return
                 log.warning("IKE peer %s: peer sent %s", fmt_peer(sa.peer), name)
                 self._emit(NegotiationFailed(sa.peer, name))
                 self._drop_ike(sa, f"peer sent {name}")

@@ -30,7 +30,7 @@ from pyl2tp.ike.crypto import (
     skeyid_psk,
 )
 from pyl2tp.ike.dh import get_group
-from pyl2tp.ike.events import AuthenticationFailed, IKESAEstablished, NegotiationFailed
+from pyl2tp.ike.events import IKESAEstablished, NegotiationFailed
 from pyl2tp.ike.informational import Informational, fmt_peer
 from pyl2tp.ike.proposals import Phase1Choice
 from pyl2tp.ike.sa import IKESA, Addr
@@ -460,13 +460,6 @@ class MainMode(Informational):
         self._established(sa, idii, now)
 
     # -- both -------------------------------------------------------------------------------
-
-    def _auth_failed(self, sa: IKESA, what: str) -> None:
-        self.stats.auth_failed += 1
-        reason = f"pre-shared key mismatch ({what})"
-        log.warning("IKE peer %s: %s", fmt_peer(sa.peer), reason)
-        self._emit(AuthenticationFailed(sa.peer, reason))
-        self._drop_ike(sa, reason)
 
     def _established(self, sa: IKESA, peer_id: IDPayload, now: float) -> None:
         sa.peer_id = peer_id.text()
