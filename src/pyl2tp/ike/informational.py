@@ -181,7 +181,7 @@ class EndpointCore:
             notify = NotifyPayload(NotifyType.AUTHENTICATION_FAILED, sa.cookies)
             header = self._header(sa, ExchangeType.INFORMATIONAL, self._message_id())
             self._send(sa, encode_message(header, [notify]))
-        self._drop_ike(sa, reason)
+        self._drop_ike(sa, "authentication failed")
 
     # -- informational messages we send ----------------------------------------------------
 
