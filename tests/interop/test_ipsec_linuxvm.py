@@ -10,8 +10,10 @@ INSTALLED, TRANSPORT; ppp0 gets an address from our pool; pings go both ways ove
 (guest -> pool.local through ppp0, server namespace -> the guest's PPP address); `ctl
 sessions` names the user and the ESP transform; the capture on the TAP holds ESP and no
 cleartext L2TP, and with the server's key log tshark decrypts IKE and ESP with no problem.
-Variants: raw ESP (protocol 50), and NAT-T forced by charon's `forceencaps=yes` (ESP in
-UDP 4500, RFC 3948).
+Variants: raw ESP (protocol 50); NAT-T forced by charon's `forceencaps=yes` (ESP in UDP
+4500, RFC 3948); and a real NAT: the VM behind an nftables masquerade in a router namespace
+(NAT detection, RFC 3947, then ESP in UDP 4500), the capture on the server's side.
+A byte-identical IKE retransmission is left out of the tshark check (see _retransmissions).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ POOL_FIRST, POOL_LAST = "198.18.100.10", "198.18.100.50"
 DNS = "198.18.0.53"
 USER, PASSWORD = "vmuser", "vmpass-1"
 PSK = "vmpsk"
+# Behind the NAT: the VM's TAP is in a router namespace that masquerades onto this link.
+NAT_OUTSIDE = "198.18.2.1"
+NAT_SERVER_IP = "198.18.2.2"
 CONNECT_WAIT = 180  # seconds: boot + IKE + L2TP + PPP under TCG (~10x slower than the host)
 
 
@@ -49,10 +54,10 @@ def _toml(value: object) -> str:
     return json.dumps(value)  # JSON strings and lists are valid TOML
 
 
-def _server_toml(work: Path) -> str:
+def _server_toml(work: Path, listen: str) -> str:
     return f"""\
 [server]
-listen = [{_toml(HOST_IP)}]
+listen = [{_toml(listen)}]
 hostname = "pyl2tp-lns"
 control_socket = {_toml(str(work / "server.sock"))}
 tun = "pyl2tp0"
@@ -79,7 +84,7 @@ keylog = {_toml(str(work / "keylog.txt"))}
 """
 
 
-def _client_files(forceencaps: bool) -> dict[str, str]:
+def _client_files(server_ip: str, forceencaps: bool) -> dict[str, str]:
     """The classic client as the Linux guides (and NetworkManager-l2tp) set it up."""
     encaps = "    forceencaps=yes\n" if forceencaps else ""
     return {
@@ -103,12 +108,12 @@ conn vpn
     type=transport
     leftprotoport=17/1701
     rightprotoport=17/1701
-    right={HOST_IP}
+    right={server_ip}
 {encaps}""",
-        "/etc/ipsec.secrets": f'%any {HOST_IP} : PSK "{PSK}"\n',
+        "/etc/ipsec.secrets": f'%any {server_ip} : PSK "{PSK}"\n',
         "/etc/xl2tpd/xl2tpd.conf": f"""\
 [lac vpn]
-lns = {HOST_IP}
+lns = {server_ip}
 ppp debug = yes
 pppoptfile = /etc/ppp/options.l2tpd.client
 length bit = yes
@@ -222,19 +227,43 @@ def _ping_from(ns: Netns, address: str) -> str:
     return str(res.stdout) + str(res.stderr)
 
 
-@pytest.mark.parametrize("forceencaps", [False, True], ids=["esp", "natt-forceencaps"])
+def _masquerade(topology: Topology, router: Netns) -> tuple[Netns, str]:
+    """A server namespace behind `router`, which masquerades the VM's LAN onto the link.
+
+    Returns the server namespace and its end of the link (where the capture runs).
+    """
+    lns = topology.host("lns")
+    out_if, lns_if = topology.link(router, f"{NAT_OUTSIDE}/24", lns, f"{NAT_SERVER_IP}/24")
+    router.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    router.run(["nft", "add table ip nat; add chain ip nat post { type nat hook postrouting "
+                f"priority 100; }}; add rule ip nat post oifname {out_if} masquerade"])
+    return lns, lns_if
+
+
+@pytest.mark.parametrize("mode", ["esp", "forceencaps", "masquerade"],
+                         ids=["esp", "natt-forceencaps", "natt-masquerade"])
 def test_linux_l2tp_ipsec_client_to_our_server(image: VMImage, topology: Topology,
-                                               tmp_path: Path, forceencaps: bool) -> None:
-    """strongSwan + xl2tpd + pppd in the VM: IKEv1 PSK, transport ESP, L2TP, PPP, pings."""
-    ns = topology.host("lns")
+                                               tmp_path: Path, mode: str) -> None:
+    """strongSwan + xl2tpd + pppd in the VM: IKEv1 PSK, transport ESP, L2TP, PPP, pings.
+
+    esp: ESP as IP protocol 50; forceencaps: charon floats to UDP 4500 without a NAT;
+    masquerade: the VM sits behind an nftables masquerade, both sides detect the NAT
+    (RFC 3947) and ESP goes in UDP 4500 (RFC 3948).
+    """
+    nat = mode == "masquerade"
+    udp_encap = mode != "esp"
+    server_ip = NAT_SERVER_IP if nat else HOST_IP
+    seen_guest = NAT_OUTSIDE if nat else GUEST_ADDR  # the guest's address as the server sees it
+    first = topology.host("nat" if nat else "lns")
     work = tmp_path / "w"
-    pcap = tmp_path / "tap.pcap"
-    with LinuxVM(ns, tmp_path / "vm", guest_ip=GUEST_IP, host_ip=HOST_IP,
-                 files=_client_files(forceencaps), cmd=CLIENT_CMD, timeout=420,
-                 image=image) as vm:
-        tap = vm.attach()  # the server binds the TAP's address before the VM boots
-        server = ProductProcess(ns, "server", _server_toml(work), work)
-        capture = Capture(ns, pcap, iface=tap, bpf="udp or ip proto 50")
+    pcap = tmp_path / "wire.pcap"
+    with LinuxVM(first, tmp_path / "vm", guest_ip=GUEST_IP, host_ip=HOST_IP,
+                 files=_client_files(server_ip, mode == "forceencaps"), cmd=CLIENT_CMD,
+                 timeout=420, image=image) as vm:
+        tap = vm.attach()  # the server binds its address before the VM boots
+        ns, wire = _masquerade(topology, first) if nat else (first, tap)
+        server = ProductProcess(ns, "server", _server_toml(work, server_ip), work)
+        capture = Capture(ns, pcap, iface=wire, bpf="udp or ip proto 50")
         try:
             capture.start()
             server.start()
@@ -269,23 +298,24 @@ def test_linux_l2tp_ipsec_client_to_our_server(image: VMImage, topology: Topolog
     assert result.status == 0, result.describe()
 
     # strongSwan's view: Main Mode (PSK) done, Quick Mode transport SA installed
-    assert re.search(r"vpn\[\d+\]: ESTABLISHED .*198\.18\.1\.2.*198\.18\.1\.1", statusall), \
-        statusall
+    assert re.search(rf"vpn\[\d+\]: ESTABLISHED .*{re.escape(GUEST_ADDR)}.*"
+                     rf"{re.escape(server_ip)}", statusall), statusall
     assert re.search(r"vpn\{\d+\}:\s+INSTALLED, TRANSPORT", statusall), statusall
-    if forceencaps:
-        assert "TRANSPORT, reqid" in statusall and "ESP in UDP SPIs" in statusall, statusall
+    assert ("ESP in UDP SPIs" in statusall) == udp_encap, statusall
     assert re.search(r"AES_CBC_(128|256)/HMAC_SHA1_96", statusall), statusall
     assert "pre-shared key" in statusall, statusall
 
     # our server's view
     assert [(s["user"], s["address"]) for s in sessions] == [(USER, address)], sessions
+    assert str(sessions[0]["peer"]).startswith(seen_guest + ":"), sessions
     ipsec_desc = sessions[0]["ipsec"]
     assert ipsec_desc is not None and "transport" in ipsec_desc, sessions
     assert ipsec_desc.startswith("aes-cbc/hmac-sha1-96"), sessions
-    assert ("udp-encap" in ipsec_desc) == forceencaps, sessions
+    assert ("udp-encap" in ipsec_desc) == udp_encap, sessions
     esp_counts = status["ipsec"]["esp"]
     assert esp_counts["esp_in"] > 0 and esp_counts["esp_out"] > 0, status
     assert esp_counts["plain_l2tp_dropped"] == 0, status
+    # the guest's IKE identity is its own address, also behind the NAT
     assert f"PPP user '{USER}' over IKE identity {GUEST_ADDR}" in server_log, server_log[-3000:]
     assert_no_traceback(server_log)
 
@@ -300,9 +330,9 @@ def test_linux_l2tp_ipsec_client_to_our_server(image: VMImage, topology: Topolog
     # the wire: ESP only (raw, or in UDP 4500); nothing of L2TP in the clear
     esp_rows = tshark_fields(pcap, ["ip.src", "ip.dst", "udp.dstport", "esp.spi"], "esp")
     directions = {(src, dst) for src, dst, _port, _spi in esp_rows}
-    assert directions == {(GUEST_ADDR, HOST_IP), (HOST_IP, GUEST_ADDR)}, esp_rows[:10]
+    assert directions == {(seen_guest, server_ip), (server_ip, seen_guest)}, esp_rows[:10]
     ports = {port for _src, _dst, port, _spi in esp_rows}
-    assert ports == ({"4500"} if forceencaps else {""}), ports
+    assert ports == ({"4500"} if udp_encap else {""}), ports
     assert tshark_fields(pcap, ["frame.number"], "l2tp || udp.port == 1701") == []
     isakmp_ports = {p for (p,) in tshark_fields(pcap, ["udp.dstport"], "isakmp")}
     assert "500" in isakmp_ports, isakmp_ports
@@ -316,7 +346,7 @@ def test_linux_l2tp_ipsec_client_to_our_server(image: VMImage, topology: Topolog
         inner = tshark_fields(pcap, ["ip.src", "esp.icv_good", "l2tp.tunnel"], "l2tp")
         # transport mode: ip.src is the outer header, then any IP carried in PPP
         outer = {src.split(",")[0] for src, _icv, _t in inner}
-        assert outer == {GUEST_ADDR, HOST_IP}, inner[:10]
+        assert outer == {seen_guest, server_ip}, inner[:10]
         assert all(icv.split(",")[0] == "1" for _src, icv, _t in inner), inner[:10]
         chap = tshark_fields(pcap, ["chap.code"], "chap")
         assert {"1", "2", "3"} <= {code for (code,) in chap}, chap  # MS-CHAPv2 in ESP
@@ -326,8 +356,8 @@ def test_linux_l2tp_ipsec_client_to_our_server(image: VMImage, topology: Topolog
         # Quick Mode decrypted (RFC 2409 5.5): SA, nonce and the udp/1701 IDs both ways
         qm = tshark_fields(pcap, ["ip.src", "isakmp.typepayload"], "isakmp.exchangetype == 32")
         full = {src for src, kinds in qm if {"1", "5", "10"} <= set(kinds.split(","))}
-        assert full == {GUEST_ADDR, HOST_IP}, qm
-        problems = [p for p in tshark_problems(pcap, src=HOST_IP)
+        assert full == {seen_guest, server_ip}, qm
+        problems = [p for p in tshark_problems(pcap, src=server_ip)
                     if int(p.split(":")[0].removeprefix("frame ")) not in resent]
         assert problems == [], problems
 
