@@ -18,9 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from pyl2tp.keylog import tshark_options
-from tests.harness.netns import wait_for
+from tests.harness.netns import Netns, wait_for
 from tests.harness.product import ProductProcess
-from tests.integration.ppp_env import SERVER_IP, User, client_toml, server_toml
+from tests.integration.ppp_env import (
+    POOL_NET,
+    SERVER_IP,
+    Connected,
+    User,
+    addresses,
+    client_toml,
+    routes,
+    server_toml,
+    wait_connected,
+)
 
 __all__ = [
     "IPSEC_UP",
@@ -35,6 +45,7 @@ __all__ = [
     "keyed_problems",
     "plain_fields",
     "wait_ipsec_up",
+    "wait_up",
 ]
 
 PSK = "it-pre-shared-key"
@@ -136,6 +147,17 @@ def wait_ipsec_up(client: ProductProcess, timeout: float = 30) -> IPsecUp:
     found = wait_for(up, timeout, interval=0.1, what=f"'IPsec up:' in {client.log_path}")
     assert found is not None
     return found
+
+
+def wait_up(client: ProductProcess, ns: Netns, tun: str, timeout: float = 40) -> Connected:
+    """The client's `connected:` line, then its TUN address and its route to the pool
+    (the line comes before the device is configured)."""
+    conn = wait_connected(client, timeout)
+    wait_for(lambda: addresses(ns, tun) == [conn.address], 10,
+             what=f"{conn.address} on the client's TUN {tun}")
+    wait_for(lambda: any(r.get("dst") == POOL_NET and r.get("dev") == tun for r in routes(ns)),
+             10, what=f"a route to {POOL_NET} via {tun}")
+    return conn
 
 
 def ipsec_status(server: ProductProcess) -> dict[str, Any]:
