@@ -234,12 +234,20 @@ def keyed_problems(pcap: Path, keylog: Path, *, src: str | None = None) -> list[
         if malformed and not any("Malformed" in m for m in found):
             found.append("malformed packet")
         problems.append(f"frame {number[0]}: {''.join(info)}: {'; '.join(found) or 'flagged'}")
-    # tshark ignores bytes after the L2TP Length silently; the last UDP header is the inner one.
-    for number, lengths, udp_lengths in _rows(
-            pcap, options, ["frame.number", "l2tp.length", "udp.length"], f"{base}l2tp.length"):
-        if lengths and udp_lengths and int(lengths[-1]) != int(udp_lengths[-1]) - 8:
-            problems.append(f"frame {number[0]}: L2TP Length {lengths[-1]} but UDP payload "
-                            f"{int(udp_lengths[-1]) - 8} bytes")
+    # tshark ignores bytes after the L2TP Length silently. The UDP header that carries L2TP
+    # is the last one before it in the stack (ESP in UDP has one outside, and the PPP
+    # payload may hold UDP of its own further in).
+    for number, protocols, lengths, udp_lengths in _rows(
+            pcap, options, ["frame.number", "frame.protocols", "l2tp.length", "udp.length"],
+            f"{base}l2tp.length"):
+        stack = protocols[0].split(":") if protocols else []
+        carriers = stack[:stack.index("l2tp")].count("udp") if "l2tp" in stack else 0
+        if not lengths or not 0 < carriers <= len(udp_lengths):
+            continue
+        payload = int(udp_lengths[carriers - 1]) - 8
+        if int(lengths[0]) != payload:
+            problems.append(f"frame {number[0]}: L2TP Length {lengths[0]} but UDP payload "
+                            f"{payload} bytes")
     # Every ESP packet must decrypt (an inner protocol under esp) with a good ICV.
     for number, protocols, good in _rows(
             pcap, options, ["frame.number", "frame.protocols", "esp.icv_good"], f"{base}esp"):
