@@ -54,6 +54,8 @@ class _Installed:
     inner_port: int = L2TP_PORT  # the peer's inner UDP port, learnt from its packets
     local_ip: str = ""
     peer_ip: str = ""
+    defer_send: bool = False  # a rekey we initiated: send on it once the peer uses it
+    soft_reported: bool = False
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -73,10 +75,15 @@ class IPsecLayer:
         self.stats = IPsecStats()
         self._by_spi: dict[int, _Installed] = {}
         self._by_peer: dict[Addr, _Installed] = {}
+        #: child SAs whose outbound soft limit was reached (the shell drains it and rekeys)
+        self.soft_limited: list[ChildSA] = []
 
-    def install(self, child: ChildSA) -> Addr:
+    def install(self, child: ChildSA, *, defer_send: bool = False) -> Addr:
         """Start using `child`; returns its L2TP peer. A newer SA for a peer replaces the older
-        for sending; the older keeps decrypting until it is deleted (no loss on rekey)."""
+        for sending; the older keeps decrypting until it is deleted (no loss on rekey).
+
+        ``defer_send`` (we initiated the rekey; the peer may not have the SA yet): the older
+        SA keeps sending until a packet arrives on the newer one or the older is removed."""
         entry = _Installed(
             child=child,
             inbound=InboundSA(child.inbound),
@@ -86,17 +93,21 @@ class IPsecLayer:
             peer_ip=child.peer[0],
         )
         self._by_spi[child.inbound.spi] = entry
-        self._by_peer[entry.l2tp_peer] = entry
+        if defer_send and entry.l2tp_peer in self._by_peer:
+            entry.defer_send = True
+        else:
+            self._by_peer[entry.l2tp_peer] = entry
         return entry.l2tp_peer
 
     def remove(self, child: ChildSA) -> None:
         entry = self._by_spi.pop(child.inbound.spi, None)
         if entry is not None and self._by_peer.get(entry.l2tp_peer) is entry:
             del self._by_peer[entry.l2tp_peer]
-            # Fall back to another live SA of the same peer, if one remains.
+            # Fall back to another live SA of the same peer (the newest), if one remains.
             for other in self._by_spi.values():
                 if other.l2tp_peer == entry.l2tp_peer:
                     self._by_peer[entry.l2tp_peer] = other
+                    other.defer_send = False
 
     def has_sa(self, l2tp_peer: Addr) -> bool:
         return l2tp_peer in self._by_peer
@@ -138,6 +149,10 @@ class IPsecLayer:
             self.stats.not_l2tp += 1
             return None
         entry.inner_port = udp.sport
+        if entry.defer_send:
+            # The peer sends on the new SA, so it has it: switch sending over.
+            entry.defer_send = False
+            self._by_peer[entry.l2tp_peer] = entry
         if entry.child.udp_encap and source != entry.l2tp_peer and source[0] == entry.peer_ip:
             # The NAT moved the peer's mapping: follow it (RFC 3947 5.2 spirit).
             self._move(entry, source)
@@ -169,6 +184,9 @@ class IPsecLayer:
             self.stats.dropped += 1
             return None
         self.stats.esp_out += 1
+        if not entry.soft_reported and entry.outbound.soft_limit_reached:
+            entry.soft_reported = True
+            self.soft_limited.append(entry.child)
         child = entry.child
         if child.udp_encap:
             return packet, entry.l2tp_peer, True

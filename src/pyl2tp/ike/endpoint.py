@@ -6,15 +6,21 @@ already stripped), sends what ``datagrams_to_send`` returns, calls ``handle_time
 
 ISAKMP SAs are keyed by their cookies, never by address: several clients behind one NAT
 address each have their own SA and their own ESP peer (address, NAT-mapped port).
+Rekeying is initiator-driven, make-before-break: at ``REKEY_FRACTION`` of a child SA's
+lifetime (or when the shell reports its ESP soft limit, ``child_soft_limit``) a new Quick
+Mode runs; the old child is deleted a grace period after the new one is up. At
+``REKEY_FRACTION`` of the ISAKMP SA's lifetime a new Main Mode runs (no INITIAL-CONTACT);
+when it is up the old ISAKMP SA is deleted and the child SAs live on. A responder keeps
+every child SA until the peer deletes it or its hard lifetime ends.
 Not implemented: Aggressive Mode as initiator (as responder only if configured),
-certificates, rekeying (a child SA that reaches its
-lifetime is deleted, with a :class:`ChildSADeleted` event).
+certificates, kilobyte lifetimes in proposals.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import struct
 from collections.abc import Callable
 
@@ -22,7 +28,17 @@ from pyl2tp.errors import ParseError
 from pyl2tp.ike.events import Event, NegotiationFailed
 from pyl2tp.ike.informational import fmt_peer, notify_name
 from pyl2tp.ike.quick import QuickMode
-from pyl2tp.ike.sa import IKESA, Addr, ChildSA, IKEConfig, IKESAInfo, IKEStats, Outstanding
+from pyl2tp.ike.sa import (
+    IKESA,
+    Addr,
+    ChildSA,
+    IKEConfig,
+    IKESAInfo,
+    IKEStats,
+    Outstanding,
+    QuickExchange,
+    RekeyState,
+)
 from pyl2tp.keylog import KeyLog
 from pyl2tp.wire.isakmp import (
     ExchangeType,
@@ -35,6 +51,13 @@ __all__ = ["Addr", "ChildSA", "IKEConfig", "IKEEndpoint", "IKESAInfo", "IKEStats
 
 log = logging.getLogger("pyl2tp.ike")
 _ZERO = bytes(8)
+#: rekey (child and ISAKMP SAs) at this fraction of the lifetime (soft lifetime)
+REKEY_FRACTION = 0.85
+#: a replaced child SA is deleted this fraction of its lifetime after its successor is up
+GRACE_FRACTION = 0.05
+GRACE_MIN = 2.0
+GRACE_MAX = 30.0
+_RETRY = 2.0  # a failed rekey is tried again after this many seconds
 
 
 class IKEEndpoint(QuickMode):
@@ -181,10 +204,7 @@ class IKEEndpoint(QuickMode):
 
     def delete_child(self, child: ChildSA, now: float) -> None:
         """Delete a child SA and tell the peer (RFC 2408 3.15)."""
-        sa = self._sas.get(child.ike_cookies)
-        if sa is not None and sa.established:
-            self._send_delete_children(sa, [child])
-        self._drop_child(child, "deleted locally")
+        self._delete_child_now(child, "deleted locally")
 
     def delete_all(self, now: float) -> None:
         """Delete every child and ISAKMP SA, telling each peer."""
@@ -206,7 +226,7 @@ class IKEEndpoint(QuickMode):
 
     def child_traffic(self, child: ChildSA, now: float) -> None:
         """ESP arrived on ``child``: the peer is alive (RFC 3706 5: no DPD while traffic flows)."""
-        sa = self._sas.get(child.ike_cookies)
+        sa = self._ike_for(child)
         if sa is not None:
             sa.last_seen = max(sa.last_seen, now)
 
@@ -224,18 +244,117 @@ class IKEEndpoint(QuickMode):
                 dpd = self._dpd_deadline(sa)
                 if dpd is not None:
                     times.append(dpd)
+            if sa.established and sa.initiator and not sa.rekeyed and self.config.rekey:
+                times.append(self._ike_rekey_at(sa))
         times += [c.created + c.lifetime for c in self._children.values()]
+        for st in self._rekey.values():
+            if st.delete_at is not None:
+                times.append(st.delete_at)
+            elif not st.rekeying and math.isfinite(st.rekey_at):
+                times.append(st.rekey_at)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
         for sa in list(self._sas.values()):
             self._sa_timer(sa, now)
         for child in list(self._children.values()):
+            st = self._rekey.get(child.inbound.spi)
             if now >= child.created + child.lifetime:
-                owner = self._sas.get(child.ike_cookies)
-                if owner is not None and owner.established:
-                    self._send_delete_children(owner, [child])
-                self._drop_child(child, "lifetime expired")
+                self._delete_child_now(child, "lifetime expired")
+            elif st is not None and st.delete_at is not None:
+                if now >= st.delete_at:
+                    self._delete_child_now(child, "rekeyed")
+            elif st is not None and not st.rekeying and now >= st.rekey_at:
+                self._rekey_child(child, now, "soft lifetime")
+
+    def _delete_child_now(self, child: ChildSA, reason: str) -> None:
+        owner = self._ike_for(child)
+        if owner is not None:
+            self._send_delete_children(owner, [child])
+        self._drop_child(child, reason)
+
+    # -- rekeying -----------------------------------------------------------------------
+
+    def child_soft_limit(self, child: ChildSA, now: float) -> None:
+        """The ESP layer reports ``child``'s outbound soft limit (sequence numbers or
+        bytes, ``OutboundSA.soft_limit_reached``): rekey it now."""
+        if child.inbound.spi in self._children and self.config.rekey:
+            self._rekey_child(child, now, "ESP soft limit")
+
+    def _rekey_child(self, child: ChildSA, now: float, why: str) -> None:
+        st = self._rekey.get(child.inbound.spi)
+        if st is None or st.rekeying or st.delete_at is not None:
+            return
+        sa = self._ike_for(child)
+        if sa is None:
+            # The ISAKMP SA is gone: an initiator builds a new one first, then retries.
+            st.rekey_at = now + _RETRY
+            if st.initiator and not any(
+                s.initiator and s.peer[0] == child.peer[0] for s in self._sas.values()
+            ):
+                local = (child.local[0], child.local[1] if child.udp_encap else 500)
+                new = self._mm_initiate(child.peer[0], local, now, False)
+                new.rekey_of = child.ike_cookies
+            return
+        st.rekeying = True
+        log.info(
+            "IKE peer %s: rekeying child SA in %08x out %08x (%s)",
+            fmt_peer(child.peer), child.inbound.spi, child.outbound.spi, why,
+        )
+        self._qm_initiate(sa, now, replaces=child.inbound.spi)
+
+    def _rekey_failed(self, qx: QuickExchange, now: float) -> None:
+        st = self._rekey.get(qx.replaces) if qx.replaces is not None else None
+        if st is not None and st.delete_at is None:
+            st.rekeying = False
+            st.rekey_at = now + _RETRY
+
+    def _child_made(self, sa: IKESA, qx: QuickExchange, child: ChildSA, now: float) -> None:
+        timed = qx.initiator and self.config.rekey
+        rekey_at = now + child.lifetime * REKEY_FRACTION if timed else math.inf
+        self._rekey[child.inbound.spi] = RekeyState(qx.initiator, rekey_at)
+        old = self._children.get(qx.replaces) if qx.replaces is not None else None
+        if old is None and not qx.initiator:
+            # A responder sees a rekey as a new child of a peer that already has one.
+            others = [
+                c for c in self._children.values()
+                if c is not child and c.peer[0] == child.peer[0] and c.peer_id == child.peer_id
+            ]
+            old = max(others, key=lambda c: c.created) if others else None
+        if old is None:
+            return
+        log.info(
+            "IKE peer %s: child SA rekeyed: in %08x out %08x replaces in %08x out %08x",
+            fmt_peer(child.peer), child.inbound.spi, child.outbound.spi,
+            old.inbound.spi, old.outbound.spi,
+        )
+        st = self._rekey.get(old.inbound.spi)
+        if qx.initiator and st is not None:
+            # Make before break: the old SA keeps decrypting in-flight packets a while.
+            grace = min(max(old.lifetime * GRACE_FRACTION, GRACE_MIN), GRACE_MAX)
+            st.delete_at = min(now + grace, old.created + old.lifetime)
+
+    def _ike_rekey_at(self, sa: IKESA) -> float:
+        return sa.established_at + sa.lifetime * REKEY_FRACTION
+
+    def _phase1_done(self, sa: IKESA, now: float) -> None:
+        super()._phase1_done(sa, now)
+        if sa.rekey_of is not None:
+            old = self._sas.get(sa.rekey_of)
+            if old is not None and old is not sa and old.established:
+                log.info(
+                    "IKE peer %s: ISAKMP SA rekeyed, deleting the old one", fmt_peer(sa.peer)
+                )
+                for qx in list(old.quick.values()):
+                    if qx.initiator:
+                        self._rekey_failed(qx, now)
+                self._send_delete_ike(old)
+                self._drop_ike(old, "rekeyed")
+        elif not sa.initiator and any(
+            o is not sa and o.established and o.peer[0] == sa.peer[0]
+            and o.peer_id == sa.peer_id for o in self._sas.values()
+        ):
+            log.info("IKE peer %s: ISAKMP SA rekeyed by the peer", fmt_peer(sa.peer))
 
     def _retransmit(self, sa: IKESA, out: Outstanding, now: float) -> bool:
         """Resend if due; False when the retries are used up."""
@@ -259,7 +378,15 @@ class IKEEndpoint(QuickMode):
         for qx in list(sa.quick.values()):
             if qx.outstanding is not None and not self._retransmit(sa, qx.outstanding, now):
                 self.stats.timeouts += 1
-                self._qm_failed(sa, qx, "timeout in Quick Mode")
+                self._qm_failed(sa, qx, "timeout in Quick Mode", now)
+        if sa.rekeyed and not any(o.rekey_of == sa.cookies for o in self._sas.values()):
+            sa.rekeyed = False  # the successor's Main Mode failed: try again
+        if (sa.established and sa.initiator and not sa.rekeyed and self.config.rekey
+                and now >= self._ike_rekey_at(sa) and now < sa.established_at + sa.lifetime):
+            sa.rekeyed = True
+            log.info("IKE peer %s: rekeying the ISAKMP SA", fmt_peer(sa.peer))
+            new = self._mm_initiate(sa.peer[0], sa.local, now, False)
+            new.rekey_of = sa.cookies
         if sa.established and now >= sa.established_at + sa.lifetime:
             self._send_delete_ike(sa)
             self._drop_ike(sa, "lifetime expired")

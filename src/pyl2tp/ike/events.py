@@ -31,9 +31,15 @@ class IKESAEstablished:
 
 @dataclass(frozen=True, slots=True)
 class ChildSAEstablished:
-    """Quick Mode finished: a pair of ESP SAs is ready for the dataplane."""
+    """Quick Mode finished: a pair of ESP SAs is ready for the dataplane.
+
+    ``initiator``: we sent QM3; the peer may not have the SA yet, so a shell replacing an
+    older SA of the same peer keeps sending on the older one until the new one has carried
+    a packet from the peer (or the older one is deleted).
+    """
 
     child: ChildSA
+    initiator: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from pyl2tp.ike.events import (
     NegotiationFailed,
     PeerDead,
 )
-from pyl2tp.ike.sa import IKESA, Addr, ChildSA, IKEConfig, IKEStats, Outstanding
+from pyl2tp.ike.sa import IKESA, Addr, ChildSA, IKEConfig, IKEStats, Outstanding, RekeyState
 from pyl2tp.keylog import KeyLog
 from pyl2tp.wire.isakmp import (
     DeletePayload,
@@ -78,6 +78,7 @@ class EndpointCore:
         self.stats = IKEStats()
         self._sas: dict[bytes, IKESA] = {}  # by icookie | rcookie (rcookie 0 while half-open)
         self._children: dict[int, ChildSA] = {}  # by inbound SPI
+        self._rekey: dict[int, RekeyState] = {}  # by inbound SPI
         self._half: dict[tuple[bytes, Addr], bytes] = {}  # responder: (CKY-I, peer) -> cookies
         self._out: list[tuple[bytes, Addr, Addr, bool]] = []
         self._events: list[Event] = []
@@ -142,7 +143,21 @@ class EndpointCore:
     def _children_of(self, sa: IKESA) -> list[ChildSA]:
         return [c for c in self._children.values() if c.ike_cookies == sa.cookies]
 
+    def _ike_for(self, child: ChildSA) -> IKESA | None:
+        """The established ISAKMP SA to talk about ``child``: its own, or (after an IKE
+        rekey) the newest one with the same peer address and identity."""
+        own = self._sas.get(child.ike_cookies)
+        if own is not None and own.established:
+            return own
+        best: IKESA | None = None
+        for sa in self._sas.values():
+            if (sa.established and sa.peer[0] == child.peer[0] and sa.peer_id == child.peer_id
+                    and (best is None or sa.established_at > best.established_at)):
+                best = sa
+        return best
+
     def _drop_child(self, child: ChildSA, reason: str) -> None:
+        self._rekey.pop(child.inbound.spi, None)
         if self._children.pop(child.inbound.spi, None) is not None:
             log.info(
                 "IKE peer %s: child SA in %08x out %08x deleted (%s)",
@@ -273,8 +288,12 @@ class Informational(EndpointCore):
         if payload.protocol != ProtocolID.ESP:
             return
         gone = {int.from_bytes(s, "big") for s in payload.spis if len(s) == 4}
-        for child in self._children_of(sa):
-            if child.outbound.spi in gone:
+        # After an IKE rekey the Delete for older children comes on the new ISAKMP SA.
+        for child in list(self._children.values()):
+            mine = child.ike_cookies == sa.cookies or (
+                child.peer[0] == sa.peer[0] and child.peer_id == sa.peer_id
+            )
+            if mine and child.outbound.spi in gone:
                 self._drop_child(child, "deleted by peer")
 
     def _notify_received(self, sa: IKESA, payload: NotifyPayload, now: float) -> None:

@@ -237,8 +237,10 @@ class MainMode(Informational):
             encode_payload_body(idii),
         )
         out: list[Payload] = [idii, HashPayload(digest)]
-        # RFC 2407 4.6.3.3: tell the responder to drop our SAs from before a restart.
-        out.append(NotifyPayload(NotifyType.INITIAL_CONTACT, sa.cookies))
+        if sa.rekey_of is None:
+            # RFC 2407 4.6.3.3: tell the responder to drop our SAs from before a restart
+            # (never on a rekey: the old SAs still carry traffic).
+            out.append(NotifyPayload(NotifyType.INITIAL_CONTACT, sa.cookies))
         sa.state = "mm5"
         data = encode_message(
             self._header(sa, ExchangeType.MAIN, 0), out, encrypt=sa.crypto.encrypt_for(0)

@@ -8,7 +8,7 @@
 
 KEYMAT is computed per direction from the SPI the receiving side chose (RFC 2409 5.5).
 The responder installs its SAs when HASH(3) verifies; the initiator when it sends QM3.
-Rekeying is not implemented: a child SA is deleted when its lifetime ends.
+Rekeying (a new Quick Mode replacing a child SA) is driven by :mod:`pyl2tp.ike.endpoint`.
 """
 
 from __future__ import annotations
@@ -73,8 +73,11 @@ class QuickMode(MainMode):
 
     # -- initiator ------------------------------------------------------------------------
 
-    def _qm_initiate(self, sa: IKESA, now: float) -> None:
-        """QM1 for L2TP: transport mode, UDP-encapsulated when a NAT was detected."""
+    def _qm_initiate(self, sa: IKESA, now: float, replaces: int | None = None) -> None:
+        """QM1 for L2TP: transport mode, UDP-encapsulated when a NAT was detected.
+
+        ``replaces``: the inbound SPI of the child SA this Quick Mode rekeys.
+        """
         assert sa.prf is not None and sa.keys is not None
         cfg = self.config
         udp = sa.nat_t and sa.nat
@@ -83,6 +86,7 @@ class QuickMode(MainMode):
         else:
             mode = _M.TRANSPORT
         qx = QuickExchange(self._message_id(), True, self._new_spi(), created=now)
+        qx.replaces = replaces
         qx.ni_b = self._rng(NONCE_SIZE)
         pfs = None if cfg.pfs_group is None else Group(cfg.pfs_group)
         proposal = cfg.policy.phase2_sa(
@@ -137,7 +141,7 @@ class QuickMode(MainMode):
             or (choice.group is not None) != (qx.dh is not None)
             or not _offered(qx.offered, choice)
         ):
-            self._qm_failed(sa, qx, "responder chose a proposal we did not offer")
+            self._qm_failed(sa, qx, "responder chose a proposal we did not offer", now)
             return
         qx.nr_b = nonces[0].data
         if qx.dh is not None:
@@ -278,12 +282,19 @@ class QuickMode(MainMode):
         if sa.crypto is not None:
             sa.crypto.forget(mid)
 
-    def _qm_failed(self, sa: IKESA, qx: QuickExchange, why: str) -> None:
+    def _qm_failed(self, sa: IKESA, qx: QuickExchange, why: str, now: float) -> None:
         log.warning("IKE peer %s: Quick Mode failed (%s)", fmt_peer(sa.peer), why)
         self._emit(NegotiationFailed(sa.peer, why))
         sa.quick.pop(qx.message_id, None)
         if sa.crypto is not None:
             sa.crypto.forget(qx.message_id)
+        self._rekey_failed(qx, now)
+
+    def _rekey_failed(self, qx: QuickExchange, now: float) -> None:
+        """Hook: a Quick Mode we started failed (rekeys retry)."""
+
+    def _child_made(self, sa: IKESA, qx: QuickExchange, child: ChildSA, now: float) -> None:
+        """Hook: a Quick Mode produced ``child`` (rekey timers start here)."""
 
     def _qm_received(
         self, sa: IKESA, header: ISAKMPHeader, body: bytes, data: bytes, now: float
@@ -344,7 +355,8 @@ class QuickMode(MainMode):
             fmt_peer(sa.peer), suite.name, mode, " (UDP)" if udp else "",
             child.inbound.spi, child.outbound.spi,
         )
-        self._emit(ChildSAEstablished(child))
+        self._child_made(sa, qx, child, now)
+        self._emit(ChildSAEstablished(child, initiator=qx.initiator))
         return child
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "IKEStats",
     "Outstanding",
     "QuickExchange",
+    "RekeyState",
 ]
 
 Addr = tuple[str, int]
@@ -50,6 +51,9 @@ class IKEConfig:
     pfs_group: int | None = None  # initiator: propose PFS with this DH group in Quick Mode
     local_id: str | None = None  # our phase-1 identity: FQDN or user@FQDN; None = address
     aggressive: bool = False  # responder: answer Aggressive Mode (exposes HASH_R offline)
+    # initiator: rekey child and ISAKMP SAs before they expire (make-before-break); off,
+    # SAs live out their lifetime and are deleted. The asyncio shell turns it on.
+    rekey: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -145,6 +149,7 @@ class QuickExchange:
     state: str = "start"
     created: float = 0.0
     outstanding: Outstanding | None = None
+    replaces: int | None = None  # initiator rekey: inbound SPI of the child it replaces
 
 
 @dataclass(slots=True, repr=False)
@@ -184,6 +189,9 @@ class IKESA:
     established_at: float = 0.0
     initial_contact: bool = False
     half_key: tuple[bytes, Addr] | None = None  # responder: its entry in the MM1 index
+    # rekeying (initiator): the ISAKMP SA this one replaces; a successor was started
+    rekey_of: bytes | None = None
+    rekeyed: bool = False
     # retransmission and duplicate detection
     outstanding: Outstanding | None = None
     answers: dict[bytes, bytes | None] = field(default_factory=dict)
@@ -222,3 +230,13 @@ class IKESA:
             self.nat_t,
             self.created,
         )
+
+
+@dataclass(slots=True)
+class RekeyState:
+    """Rekey timers of one child SA (by inbound SPI)."""
+
+    initiator: bool  # we ran the Quick Mode: we rekey it
+    rekey_at: float  # soft lifetime: start a new Quick Mode
+    rekeying: bool = False  # a replacement Quick Mode is running or done
+    delete_at: float | None = None  # replaced: Delete after the grace period

@@ -41,8 +41,10 @@ class IPsecDriver:
         layer: IPsecLayer,
         *,
         on_event: Callable[[Event], None] | None = None,
+        rekey: bool = True,
     ) -> None:
         self.l2tp = l2tp
+        ike.config.rekey = rekey  # rekey before expiry (the sans-I/O default is off)
         self.ike = ike
         self.layer = layer
         self.on_event = on_event
@@ -181,11 +183,17 @@ class IPsecDriver:
             sock.sendto(packet, dest)
         except OSError:
             self.send_errors += 1
+        if self.layer.soft_limited:
+            self._loop.call_soon(self.transmit)
         return True
 
     def transmit(self) -> None:
         """Send IKE output, handle IKE events, re-arm the IKE timer."""
         ike = self.ike
+        if self.layer.soft_limited:
+            soft, self.layer.soft_limited = self.layer.soft_limited, []
+            for child in soft:
+                ike.child_soft_limit(child, self.now())
         for data, peer, local, nat_t in ike.datagrams_to_send(self.now()):
             table = self._natt if nat_t else self._ike
             sock = table.get(local[0]) or (next(iter(table.values())) if table else None)
@@ -199,7 +207,8 @@ class IPsecDriver:
         for event in ike.next_events():
             if isinstance(event, ChildSAEstablished):
                 child = event.child
-                l2tp_peer = self.layer.install(child)  # the IKE endpoint key-logs it
+                # the IKE endpoint key-logs it
+                l2tp_peer = self.layer.install(child, defer_send=event.initiator)
                 log.info(
                     "ESP SA up with %s (id %s): in %08x out %08x %s/%s %s%s",
                     f"{l2tp_peer[0]}:{l2tp_peer[1]}",
