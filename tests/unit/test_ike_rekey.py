@@ -67,7 +67,19 @@ class Dataplane:
 
 
 def run_with_traffic(net: Net, a: Dataplane, b: Dataplane, seconds: float) -> None:
-    """Advance in small steps; after every step traffic flows both ways without loss."""
+    """Advance in small steps; after every step, and whenever an IKE message is on the
+    wire (e.g. QM3 sent, not yet received), traffic flows both ways without loss."""
+
+    def in_flight(_sent: object) -> bool:
+        for dp in (a, b):  # the shell installs SAs as soon as the endpoint reports them
+            dp.host.events += dp.host.ep.next_events()
+            dp.sync()
+        if a.peer is not None and b.peer is not None:
+            a.send_to(b)
+            b.send_to(a)
+        return False
+
+    net.drop = in_flight
     end = net.now + seconds
     while net.now < end:
         net.advance(0.25, step=0.25)
