@@ -60,8 +60,10 @@ class Dataplane:
         assert self.peer is not None and self.layer.has_sa(self.peer)
         wrapped = self.layer.encapsulate(b"\xc8\x02hello", self.peer)
         assert wrapped is not None
-        packet, _dest, _udp = wrapped
-        got = other.layer.decapsulate(packet, (self.host.ip, 0))
+        packet, _dest, udp = wrapped
+        # the source the receiver sees: the (NAT-mapped) UDP source, or the address
+        source = other.peer if udp and other.peer is not None else (self.host.ip, 0)
+        got = other.layer.decapsulate(packet, source)
         assert got is not None, "ESP packet did not decrypt on the other side (gap)"
         assert got[0] == b"\xc8\x02hello"
 
@@ -120,9 +122,12 @@ def test_child_rekey_at_soft_lifetime_and_old_deleted_after_grace() -> None:
     assert [c.inbound.spi for c in server.ep.child_sas()] == [new_s.inbound.spi]
 
 
-def test_three_child_rekeys_no_gap_under_traffic() -> None:
+@pytest.mark.parametrize("nat", [False, True], ids=["direct", "nat"])
+def test_three_child_rekeys_no_gap_under_traffic(nat: bool) -> None:
     net, client, server = pair(
-        client_cfg=rekeying(ike_lifetime=1000.0), server_cfg=rekeying(ike_lifetime=1000.0)
+        client_nat=nat,
+        client_cfg=rekeying(ike_lifetime=1000.0),
+        server_cfg=rekeying(ike_lifetime=1000.0),
     )
     a, b = Dataplane(client), Dataplane(server)
     connect(net, client)
@@ -131,6 +136,7 @@ def test_three_child_rekeys_no_gap_under_traffic() -> None:
     assert not [e for e in server.of(ChildSADeleted) if e.reason == "lifetime expired"]
     assert len(client.ep.child_sas()) == 1 and len(server.ep.child_sas()) == 1
     assert len(a.layer) == len(b.layer) == 1
+    assert all(c.udp_encap == nat for c in children(client) + children(server))
 
 
 def test_ike_rekey_children_live_on() -> None:
