@@ -17,6 +17,7 @@ from pyl2tp.ike.events import (
     IKESADeleted,
     IKESAEstablished,
 )
+from pyl2tp.ike.quick import KB_SOFT_FRACTION
 from pyl2tp.ike.sa import ChildSA, IKEConfig
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
@@ -228,3 +229,30 @@ def test_rekey_retried_after_quick_mode_timeout() -> None:
     assert by_out(client)[children(client)[1].outbound.spi].ike_cookies == first.ike_cookies
     assert_paired(children(client)[1], children(server)[1])
     assert client.ep.stats.retransmits >= 1
+
+
+def test_kilobyte_lifetime_soft_limit_rekeys() -> None:
+    """A kilobyte lifetime (RFC 2407 4.5) gives the ESP SAs a byte soft limit; reaching it
+    in either direction reports the child, and the report starts a rekey."""
+    cfg = rekeying(sa_lifetime=3600.0, sa_lifetime_kb=4)
+    net, client, server = pair(client_cfg=cfg, server_cfg=rekeying(sa_lifetime=3600.0))
+    a, b = Dataplane(client), Dataplane(server)
+    connect(net, client)
+    a.sync()
+    b.sync()
+    first = children(client)[0]
+    soft = int(4 * 1024 * KB_SOFT_FRACTION)
+    assert first.outbound.soft_bytes == first.inbound.soft_bytes == soft
+    assert children(server)[0].outbound.soft_bytes == 0  # the initiator rekeys
+    assert a.peer is not None
+    sent = 0
+    while not a.layer.soft_limited:
+        b.send_to(a)  # inbound bytes count too
+        sent += 1
+        assert sent < 1000
+    assert sent >= 20  # not at once: after some kilobytes
+    assert [c.inbound.spi for c in a.layer.soft_limited] == [first.inbound.spi]
+    client.ep.child_soft_limit(a.layer.soft_limited.pop(), net.now)
+    net.pump()
+    assert len(children(client)) == 2 and len(children(server)) == 2
+    assert_paired(children(client)[1], children(server)[1])

@@ -149,6 +149,9 @@ class IPsecLayer:
             self.stats.not_l2tp += 1
             return None
         entry.inner_port = udp.sport
+        if not entry.soft_reported and entry.inbound.soft_limit_reached:
+            entry.soft_reported = True
+            self.soft_limited.append(entry.child)
         if entry.defer_send:
             # The peer sends on the new SA, so it has it: switch sending over.
             entry.defer_send = False

@@ -558,6 +558,7 @@ class Policy:
         *,
         pfs_group: Group | None = None,
         lifetime: int | None = None,
+        lifetime_kb: int | None = None,
     ) -> SAPayload:
         """Quick Mode SA: one ESP proposal with our inbound ``spi``, suites in preference order."""
         if len(spi) != 4:
@@ -569,6 +570,11 @@ class Policy:
                 Attribute(IPsecAttributeType.SA_LIFE_TYPE, LifeType.SECONDS),
                 Attribute.of(IPsecAttributeType.SA_LIFE_DURATION, life),
             ]
+            if lifetime_kb:  # RFC 2407 4.5: a second lifetime, in kilobytes
+                attrs += [
+                    Attribute(IPsecAttributeType.SA_LIFE_TYPE, LifeType.KILOBYTES),
+                    Attribute.of(IPsecAttributeType.SA_LIFE_DURATION, lifetime_kb),
+                ]
             if pfs_group is not None:
                 attrs.append(Attribute(IPsecAttributeType.GROUP_DESCRIPTION, pfs_group))
             attrs.append(Attribute(IPsecAttributeType.ENCAPSULATION_MODE, encapsulation))

@@ -54,6 +54,8 @@ _M = EncapsulationMode
 _UDP_PROTO = 17
 # RFC 2407 4.5: without a lifetime attribute, an SA lives 28800 seconds.
 _DEFAULT_LIFETIME = 28800
+#: a kilobyte lifetime's soft limit, as a fraction of it
+KB_SOFT_FRACTION = 0.85
 
 
 class QuickMode(MainMode):
@@ -90,7 +92,8 @@ class QuickMode(MainMode):
         qx.ni_b = self._rng(NONCE_SIZE)
         pfs = None if cfg.pfs_group is None else Group(cfg.pfs_group)
         proposal = cfg.policy.phase2_sa(
-            qx.our_spi, mode, pfs_group=pfs, lifetime=int(cfg.sa_lifetime)
+            qx.our_spi, mode, pfs_group=pfs, lifetime=int(cfg.sa_lifetime),
+            lifetime_kb=cfg.sa_lifetime_kb or None,
         )
         payloads: list[Payload] = [proposal, NoncePayload(qx.ni_b)]
         if pfs is not None:
@@ -156,6 +159,7 @@ class QuickMode(MainMode):
                     qx.lifetime = min(qx.lifetime, float(life))
         if choice.lifetime is not None:
             qx.lifetime = min(qx.lifetime, float(choice.lifetime))
+        qx.lifetime_kb = choice.lifetime_kb or 0
         reply = encode_message(
             self._header(sa, ExchangeType.QUICK, mid),
             [HashPayload(quick_hash3(sa.prf, sa.keys.skeyid_a, mid, qx.ni_b, qx.nr_b))],
@@ -324,6 +328,10 @@ class QuickMode(MainMode):
         local = (sa.local[0], sa.local[1] if udp else 0)
         peer = (sa.peer[0], sa.peer[1] if udp else 0)
         prf, skeyid_d = sa.prf, sa.keys.skeyid_d
+        # Kilobyte lifetime (initiator; we rekey): the ESP layer reports the soft limit of
+        # either direction (shell -> child_soft_limit); the rekey replaces the SA well
+        # before the hard limit, which is not enforced.
+        soft = int(qx.lifetime_kb * 1024 * KB_SOFT_FRACTION)
 
         def params(spi: bytes) -> ESPParams:
             km = keymat(prf, skeyid_d, ProtocolID.ESP, spi, qx.ni_b, qx.nr_b,
@@ -340,6 +348,7 @@ class QuickMode(MainMode):
                 peer=peer[0],
                 local_port=local[1],
                 peer_port=peer[1],
+                soft_bytes=soft,
             )
 
         child = ChildSA(

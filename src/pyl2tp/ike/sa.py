@@ -38,6 +38,7 @@ class IKEConfig:
     policy: Policy = field(default_factory=Policy)
     ike_lifetime: float = 28800.0
     sa_lifetime: float = 3600.0
+    sa_lifetime_kb: int = 0  # initiator: also propose a kilobyte lifetime (0: none)
     # RFC 3706: R-U-THERE after dpd_delay of silence; the peer is dead after dpd_timeout.
     dpd_delay: float = 30.0
     dpd_timeout: float = 150.0
@@ -142,6 +143,7 @@ class QuickExchange:
     gqm_xy: bytes = b""
     choice: Phase2Choice | None = None
     lifetime: float = 0.0
+    lifetime_kb: int = 0  # initiator: negotiated kilobyte lifetime (0: none)
     id_ci: bytes | None = None  # ID bodies as sent (echoed by the responder)
     id_cr: bytes | None = None
     nat_oa: tuple[str, str] | None = None

@@ -152,6 +152,8 @@ class IPsecDriver:
         if result is None:
             return False
         data, l2tp_peer = result
+        if self.layer.soft_limited:
+            self._loop.call_soon(self.transmit)
         self.l2tp.inject(data, l2tp_peer, (local[0], 1701), now)
         return True
 
