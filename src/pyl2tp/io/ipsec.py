@@ -118,6 +118,9 @@ class IPsecDriver:
             kind = classify_4500(data)
             if kind == "ike":
                 self._to_ike(data[len(IKE_MARKER) :], peer, local, now, nat_t=True)
+                # Install what this message finished (Quick Mode 3) before the next datagram
+                # of the burst: it may be the first ESP packet of the new SA.
+                self.transmit()
             elif kind == "esp":
                 delivered |= self._to_l2tp(data, peer, local, now)
         self.transmit()
