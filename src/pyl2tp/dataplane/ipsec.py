@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from pyl2tp.errors import ParseError
 from pyl2tp.esp import ESPError, InboundSA, OutboundSA, SAExpiredError
@@ -56,7 +56,6 @@ class _Installed:
     peer_ip: str = ""
     defer_send: bool = False  # a rekey we initiated: send on it once the peer uses it
     soft_reported: bool = False
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 def l2tp_peer_of(child: ChildSA) -> Addr:
