@@ -131,17 +131,26 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def bench(seconds: int, runs: int, reverse: bool, work: Path) -> dict[str, Any]:
+#: the pre-shared key of `--ipsec` runs
+PSK = "bench-pre-shared-key"
+
+
+def bench(
+    seconds: int, runs: int, reverse: bool, work: Path, ipsec: bool = False
+) -> dict[str, Any]:
     with Topology("throughput-bench") as topo:
         srv = topo.host("srv")
         cli = topo.host("cli")
         topo.link(srv, f"{SERVER_IP}/24", cli, f"{CLIENT_IP}/24")
         ctun = tun_name("bc")
-        server = ProductProcess(
-            srv, "server",
-            server_toml(work, [USER], tun=tun_name("bs"), ppp={"dns": []}), work)
+        server_text = server_toml(work, [USER], tun=tun_name("bs"), ppp={"dns": []})
+        if ipsec:
+            server_text += f'\n[ipsec]\nenabled = true\npsk = "{PSK}"\n'
+        server = ProductProcess(srv, "server", server_text, work)
         client = ProductProcess(
-            cli, "client", client_toml(work, USER.name, USER.password, tun=ctun), work)
+            cli, "client",
+            client_toml(work, USER.name, USER.password, tun=ctun,
+                        extra={"psk": PSK} if ipsec else None), work)
         server.start()
         client.start()
         up = wait_connected(client, 40)
@@ -156,6 +165,7 @@ def bench(seconds: int, runs: int, reverse: bool, work: Path) -> dict[str, Any]:
             "kernel": platform.release(),
             "python": platform.python_version(),
         },
+        "ipsec": ipsec,
         "runs": results,
         "summary": summary(results),
     }
@@ -168,13 +178,14 @@ def main() -> int:
     ap.add_argument("--reverse", action="store_true", help="server -> client (iperf3 -R)")
     ap.add_argument("--json", action="store_true", help="one JSON document on stdout")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    ap.add_argument("--ipsec", action="store_true", help="L2TP/IPsec (IKE PSK, ESP transport)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("throughput: needs root (network namespaces, TUN devices)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="pyl2tp-throughput-"))
     try:
-        result = bench(args.seconds, args.runs, args.reverse, work)
+        result = bench(args.seconds, args.runs, args.reverse, work, ipsec=args.ipsec)
     finally:
         if args.keep:
             print(f"work directory: {work}", file=sys.stderr)
