@@ -252,7 +252,7 @@ class ClientRunner:
         if self.ppp is not None:
             assert self.client.driver is not None
             self.ppp.start(self.client.driver.request_flush)
-        if c.psk is not None:
+        if c.psk is not None or c.certificate is not None:
             await self._start_ipsec(c.psk)
         control = ControlServer(
             c.control_socket,
@@ -283,14 +283,17 @@ class ClientRunner:
             await control.close()
         return self.exit_status
 
-    async def _start_ipsec(self, psk: str) -> None:
+    async def _start_ipsec(self, psk: str | None) -> None:
         from pyl2tp.ipsec_setup import make_ipsec
 
         c = self.config.client
         assert self.client.driver is not None
         self.ipsec = make_ipsec(
             self.client.driver,
-            psk=psk,
+            psk=None if c.certificate is not None else psk,
+            certificate=c.certificate,
+            private_key=c.private_key,
+            ca=c.ca,
             require=True,
             dpd_delay=c.dpd_delay,
             dpd_timeout=c.dpd_timeout,
@@ -333,9 +336,8 @@ class ClientRunner:
             if waiter is not None and not waiter.done():
                 waiter.set_result(l2tp_peer_of(event.child))
         elif isinstance(event, AuthenticationFailed):
-            log.error(
-                "IKE with %s failed: %s (wrong pre-shared key?)", self.server[0], event.reason
-            )
+            hint = "" if "certificate" in event.reason else " (wrong pre-shared key?)"
+            log.error("IKE with %s failed: %s%s", self.server[0], event.reason, hint)
             if waiter is not None and not waiter.done():
                 waiter.set_exception(ConnectFailed(f"IKE: {event.reason}", fatal=True))
         elif isinstance(event, NegotiationFailed) and waiter is not None and not waiter.done():

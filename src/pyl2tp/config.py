@@ -183,6 +183,10 @@ class ClientSection:
     user: str | None = field(default=None, metadata=_k(c.string))
     password: str | None = field(default=None, repr=False, metadata=_k(c.string))
     psk: str | None = field(default=None, repr=False, metadata=_k(c.string))
+    # RSA-signature IKE instead of (or besides) the PSK: PEM files, like [ipsec]'s keys
+    certificate: str | None = field(default=None, metadata=_k(c.string))
+    private_key: str | None = field(default=None, metadata=_k(c.string))
+    ca: str | None = field(default=None, metadata=_k(c.string))
     legacy: bool = field(default=False, metadata=_k(c.boolean))
     auth: list[str] = field(
         default_factory=lambda: ["mschapv2"], metadata=_k(c.one_or_list(c.choice(AUTH_METHODS)))
@@ -363,6 +367,17 @@ def _check_ipsec(doc: c.Doc, ipsec: IPsecSection) -> None:
         raise doc.error("ipsec", "private_key", "needs certificate too")
     if ipsec.enabled and ipsec.psk is None and ipsec.certificate is None:
         raise doc.error("ipsec", "enabled", "IPsec is on but neither psk nor certificate is set")
+    if ipsec.certificate is not None and ipsec.ca is None:
+        raise doc.error("ipsec", "certificate", "needs ca too (to verify the peers' certificates)")
+
+
+def _check_client_certs(doc: c.Doc, client: ClientSection) -> None:
+    if client.certificate is not None and client.private_key is None:
+        raise doc.error("client", "certificate", "needs private_key too")
+    if client.private_key is not None and client.certificate is None:
+        raise doc.error("client", "private_key", "needs certificate too")
+    if client.certificate is not None and client.ca is None:
+        raise doc.error("client", "certificate", "needs ca too (to verify the server)")
 
 
 def _in_range(address: str, span: str) -> bool:
@@ -390,6 +405,7 @@ def _client_from(doc: c.Doc, data: dict[str, Any]) -> ClientConfig:
     client = _read_table(doc, data["client"], "client", ClientSection, CLIENT_TABLES)
     debug = _read_table(doc, data.get("debug", {}), "debug", DebugSection, CLIENT_TABLES)
     _check_l2tp(doc, "client", client)
+    _check_client_certs(doc, client)
     if client.reconnect_cap < client.reconnect_initial:
         limit = f"{client.reconnect_initial:g}"
         raise doc.error("client", "reconnect_cap", f"must be >= reconnect_initial ({limit})")

@@ -7,10 +7,12 @@ import os
 from collections.abc import Callable
 
 from pyl2tp.dataplane.ipsec import IPsecLayer
+from pyl2tp.errors import ConfigError
 from pyl2tp.esp import RandomPool
+from pyl2tp.ike.certs import load_credentials
 from pyl2tp.ike.endpoint import IKEConfig, IKEEndpoint
 from pyl2tp.ike.events import Event
-from pyl2tp.ike.proposals import Policy
+from pyl2tp.ike.proposals import AuthMethod, Policy
 from pyl2tp.io.ipsec import IPsecDriver
 from pyl2tp.io.udp import EndpointDriver
 from pyl2tp.keylog import KeyLog
@@ -21,7 +23,10 @@ log = logging.getLogger("pyl2tp.ipsec")
 def make_ipsec(
     l2tp: EndpointDriver,
     *,
-    psk: str,
+    psk: str | None = None,
+    certificate: str | None = None,
+    private_key: str | None = None,
+    ca: str | None = None,
     require: bool,
     dpd_delay: float,
     dpd_timeout: float,
@@ -31,11 +36,27 @@ def make_ipsec(
     keylog_path: str | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> IPsecDriver:
-    """An IPsec driver bound to `l2tp`: IKE with a PSK, ESP for L2TP."""
+    """An IPsec driver bound to `l2tp`: IKE with a PSK and/or certificates, ESP for L2TP.
+
+    With `certificate` and `private_key` (PEM), IKE authenticates with RSA signatures
+    (RFC 2409 5.1) and checks the peer's certificate against `ca`; a client then proposes
+    signatures only. Raises ConfigError if a file is unreadable or wrong.
+    """
+    credentials = None
+    methods: list[AuthMethod] = []
+    if certificate is not None and private_key is not None:
+        credentials = load_credentials(certificate, private_key, ca)
+        methods.append(AuthMethod.RSA_SIGNATURE)
+        log.info("IKE: RSA signatures with %s", credentials.certificate.subject.rfc4514_string())
+    if psk is not None:
+        methods.append(AuthMethod.PRE_SHARED_KEY)
+    if not methods:
+        raise ConfigError("IPsec needs a pre-shared key or a certificate")
     keylog = KeyLog.from_env_or_config(keylog_path)
     config = IKEConfig(
-        psk=psk.encode(),
-        policy=Policy(legacy=legacy),
+        psk=None if psk is None else psk.encode(),
+        credentials=credentials,
+        policy=Policy(legacy=legacy, auth_methods=methods),
         ike_lifetime=ike_lifetime,
         sa_lifetime=sa_lifetime,
         dpd_delay=dpd_delay,

@@ -90,10 +90,12 @@ class Server:
         if ipsec.enabled:
             from pyl2tp.ipsec_setup import make_ipsec
 
-            assert ipsec.psk is not None, "config validation requires a psk with IPsec on"
             self.ipsec = make_ipsec(
                 self.driver,
                 psk=ipsec.psk,
+                certificate=ipsec.certificate,
+                private_key=ipsec.private_key,
+                ca=ipsec.ca,
                 require=ipsec.require,
                 dpd_delay=ipsec.dpd_delay,
                 dpd_timeout=ipsec.dpd_timeout,

@@ -101,6 +101,9 @@ CLIENT_DEFAULTS: dict[str, Any] = {
     "user": None,
     "password": None,
     "psk": None,
+    "certificate": None,
+    "private_key": None,
+    "ca": None,
     "legacy": False,
     "auth": ["mschapv2"],
     "routes": [],
@@ -367,6 +370,9 @@ CLIENT_BAD: list[tuple[str, str, str]] = [
     ("user", '""', "non-empty string"),
     ("password", "1", "non-empty string"),
     ("psk", '""', "non-empty string"),
+    ("certificate", "3", "non-empty string"),
+    ("private_key", "''", "non-empty string"),
+    ("ca", "[]", "non-empty string"),
     ("auth", '"md5"', "item 1: expected one of"),
     ("auth", "[]", "non-empty list"),
     ("routes", '["x"]', '"default" or a network'),
@@ -439,6 +445,10 @@ def test_client_error_names_file_key_and_line(key: str, value: str, fragment: st
         (
             '[ipsec]\nprivate_key = "k.pem"\n',
             "server.toml:2: [ipsec] private_key: needs certificate",
+        ),
+        (
+            '[ipsec]\ncertificate = "c.pem"\nprivate_key = "k.pem"\n',
+            "server.toml:2: [ipsec] certificate: needs ca too",
         ),
         (
             '[pool]\nrange = "198.18.100.10-198.18.100.20"\nlocal = "198.18.100.15"\n',
@@ -642,3 +652,27 @@ def test_documentation_mentions_every_key() -> None:
             assert re.search(rf"`{key}`", text), f"[{table}] {key} undocumented"
     for key in (*CLIENT_DEFAULTS, "server", "name", "password", "address"):
         assert f"`{key}`" in text, f"{key} undocumented"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('certificate = "c.pem"\n', "client.toml:3: [client] certificate: needs private_key"),
+        ('private_key = "k.pem"\n', "client.toml:3: [client] private_key: needs certificate"),
+        (
+            'certificate = "c.pem"\nprivate_key = "k.pem"\n',
+            "client.toml:3: [client] certificate: needs ca too",
+        ),
+    ],
+)
+def test_client_certificate_keys(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_client_config('[client]\nserver = "198.18.0.1"\n' + text, "client.toml")
+    assert str(e.value).startswith(message)
+    ok = parse_client_config(
+        '[client]\nserver = "198.18.0.1"\ncertificate = "c.pem"\nprivate_key = "k.pem"\n'
+        'ca = "ca.pem"\n'
+    )
+    assert (ok.client.certificate, ok.client.private_key, ok.client.ca) == (
+        "c.pem", "k.pem", "ca.pem"
+    )

@@ -22,6 +22,7 @@ from pyl2tp.ike.events import (
     NegotiationFailed,
     PeerDead,
 )
+from pyl2tp.ike.proposals import AuthMethod
 from pyl2tp.ike.sa import IKESA, Addr, ChildSA, IKEConfig, IKEStats, Outstanding, RekeyState
 from pyl2tp.keylog import KeyLog
 from pyl2tp.wire.isakmp import (
@@ -181,7 +182,7 @@ class EndpointCore:
         else:
             log.info("IKE peer %s: negotiation given up (%s)", fmt_peer(sa.peer), reason)
 
-    def _auth_failed(self, sa: IKESA, what: str) -> None:
+    def _auth_failed(self, sa: IKESA, what: str, reason: str | None = None) -> None:
         """HASH_I or HASH_R did not verify: event, log line, SA gone.
 
         A responder also tells the initiator, in the clear (RFC 2408 3.14.1
@@ -189,7 +190,8 @@ class EndpointCore:
         and without it an initiator only ever sees a timeout.
         """
         self.stats.auth_failed += 1
-        reason = f"pre-shared key mismatch ({what})"
+        if reason is None:
+            reason = f"pre-shared key mismatch ({what})"
         log.warning("IKE peer %s: %s", fmt_peer(sa.peer), reason)
         self._emit(AuthenticationFailed(sa.peer, reason))
         if not sa.initiator:
@@ -273,7 +275,10 @@ class Informational(EndpointCore):
                 name = notify_name(payload.notify_type)
                 if sa.initiator and sa.state == "mm5" and payload.notify_type in _AUTH_NOTIFIES:
                     # The responder could not verify HASH_I: almost surely another PSK.
-                    self._auth_failed(sa, f"peer sent {name}")
+                    why = None
+                    if sa.choice is not None and sa.choice.auth_method == AuthMethod.RSA_SIGNATURE:
+                        why = f"certificate authentication failed (peer sent {name})"
+                    self._auth_failed(sa, f"peer sent {name}", why)
                     return
                 log.warning("IKE peer %s: peer sent %s", fmt_peer(sa.peer), name)
                 self._emit(NegotiationFailed(sa.peer, name))

@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import logging
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from pyl2tp.errors import ParseError
+from pyl2tp.ike.certs import CertError, cert_ids, rsa_verify_raw
 from pyl2tp.ike.crypto import (
     IkeCipher,
     IkeSACrypto,
@@ -28,16 +32,20 @@ from pyl2tp.ike.crypto import (
     nat_d_hash,
     phase1_iv,
     skeyid_psk,
+    skeyid_signature,
 )
 from pyl2tp.ike.dh import get_group
 from pyl2tp.ike.events import IKESAEstablished, NegotiationFailed
 from pyl2tp.ike.informational import Informational, fmt_peer
-from pyl2tp.ike.proposals import Phase1Choice
+from pyl2tp.ike.proposals import AuthMethod, Phase1Choice
 from pyl2tp.ike.sa import IKESA, Addr
 from pyl2tp.wire.isakmp import (
+    CertPayload,
+    CertRequestPayload,
     ExchangeType,
     HashPayload,
     IDPayload,
+    IDType,
     ISAKMPHeader,
     KEPayload,
     NatDPayload,
@@ -48,6 +56,7 @@ from pyl2tp.wire.isakmp import (
     PayloadType,
     RawPayload,
     SAPayload,
+    SignaturePayload,
     VendorID,
     VendorIDPayload,
     decode_payload,
@@ -147,11 +156,15 @@ class MainMode(Informational):
 
     def _make_keys(self, sa: IKESA, peer_public: bytes) -> None:
         assert sa.choice is not None and sa.prf is not None and sa.dh is not None
-        if self.config.psk is None:
-            raise ParseError("no pre-shared key configured")
         group = get_group(sa.choice.suite.group)
-        gxy = group.shared(sa.dh, peer_public)
-        skeyid = skeyid_psk(sa.prf, self.config.psk, sa.ni_b, sa.nr_b)
+        if self._sig(sa):
+            gxy = group.shared(sa.dh, peer_public)
+            skeyid = skeyid_signature(sa.prf, sa.ni_b, sa.nr_b, gxy)
+        else:
+            if self.config.psk is None:
+                raise ParseError("no pre-shared key configured")
+            gxy = group.shared(sa.dh, peer_public)
+            skeyid = skeyid_psk(sa.prf, self.config.psk, sa.ni_b, sa.nr_b)
         sa.keys = derive_phase1_keys(
             sa.prf, skeyid, gxy, sa.icookie, sa.rcookie, sa.choice.key_length
         )
@@ -161,11 +174,76 @@ class MainMode(Informational):
         if self._keylog is not None:
             self._keylog.ikev1(sa.icookie, sa.keys.enc_key)
 
+    # -- RSA signatures (RFC 2409 5.1) ---------------------------------------------------
+
+    def _auth_method(self) -> AuthMethod:
+        """What we propose as initiator: signatures when we have a certificate."""
+        if self.config.credentials is not None:
+            return AuthMethod.RSA_SIGNATURE
+        return AuthMethod.PRE_SHARED_KEY
+
+    def _can_auth(self, choice: Phase1Choice) -> bool:
+        if choice.auth_method == AuthMethod.RSA_SIGNATURE:
+            return self.config.credentials is not None
+        return choice.auth_method == AuthMethod.PRE_SHARED_KEY and self.config.psk is not None
+
+    @staticmethod
+    def _sig(sa: IKESA) -> bool:
+        return sa.choice is not None and sa.choice.auth_method == AuthMethod.RSA_SIGNATURE
+
+    def _cert_request(self, sa: IKESA) -> list[Payload]:
+        """RFC 2408 3.10: ask for an X.509 signature certificate (encoding 4)."""
+        return [CertRequestPayload(4)] if self._sig(sa) else []
+
+    def _proof(self, sa: IKESA, digest: bytes) -> list[Payload]:
+        """HASH for a PSK; CERT and SIG over the hash for signatures (RFC 2409 5.1)."""
+        creds = self.config.credentials
+        if not self._sig(sa) or creds is None:
+            return [HashPayload(digest)]
+        return [CertPayload(4, creds.cert_der), SignaturePayload(creds.sign(digest))]
+
+    def _check_proof(
+        self, sa: IKESA, raws: list[RawPayload], id_raw: RawPayload, expected: bytes
+    ) -> str | None:
+        """None if the peer proved `expected`; else why not (for the log)."""
+        if not self._sig(sa):
+            hashes = [r for r in raws if r.type == PayloadType.HASH]
+            if len(hashes) != 1 or hashes[0].body != expected:
+                return "HASH wrong"
+            return None
+        creds = self.config.credentials
+        assert creds is not None
+        certs = [r.decode() for r in raws if r.type == PayloadType.CERT]
+        sigs = [r.decode() for r in raws if r.type == PayloadType.SIGNATURE]
+        x509s = [c for c in certs if isinstance(c, CertPayload) and c.encoding == 4]
+        if not x509s or len(sigs) != 1 or not isinstance(sigs[0], SignaturePayload):
+            return "no X.509 certificate or no signature"
+        try:
+            cert = creds.check_peer(x509s[0].data)
+        except CertError as e:
+            return str(e)
+        peer_id = id_raw.decode()
+        assert isinstance(peer_id, IDPayload)
+        if not _id_matches(peer_id, cert):
+            return f"ID {peer_id.text()} does not match the certificate"
+        key = cert.public_key()
+        assert isinstance(key, rsa.RSAPublicKey)
+        if not rsa_verify_raw(key, expected, sigs[0].data):
+            return "signature does not verify"
+        sa.peer_dn = cert.subject.rfc4514_string()
+        return None
+
     def _choose(self, sa: IKESA, choice: Phase1Choice) -> None:
         sa.choice = choice
         sa.prf = Prf(choice.suite.hash)
         life = self.config.ike_lifetime
         sa.lifetime = min(life, choice.lifetime) if choice.lifetime else life
+
+    def _proof_failed(self, sa: IKESA, what: str, why: str) -> None:
+        if self._sig(sa):
+            self._auth_failed(sa, what, f"certificate authentication failed: {why}")
+        else:
+            self._auth_failed(sa, what)
 
     def _half_open_ok(self, peer: Addr) -> bool:
         half = [s for s in self._sas.values() if not s.initiator and not s.established]
@@ -176,6 +254,10 @@ class MainMode(Informational):
     def _our_id(self, sa: IKESA) -> IDPayload:
         """IDii/IDir: the configured FQDN or user@FQDN, else our address (UDP/500)."""
         name = self.config.local_id
+        creds = self.config.credentials
+        if creds is not None and sa.choice is not None and self._sig(sa) and not name:
+            # RFC 2407 4.6.2.1: ID_DER_ASN1_DN, the certificate's subject
+            return IDPayload(IDType.DER_ASN1_DN, cert_ids(creds.certificate)[0], 17, 500)
         if not name:
             return IDPayload.from_address(sa.local[0], 17, 500)
         if "@" in name:
@@ -189,7 +271,9 @@ class MainMode(Informational):
         peer = (peer_ip, NAT_T_PORT if nat_t else 500)
         sa = IKESA(self._rng(8), bytes(8), True, peer, local, now, nat_t=nat_t, l2tp=l2tp)
         sa.last_seen = now
-        proposal = self.config.policy.phase1_sa(lifetime=int(self.config.ike_lifetime))
+        proposal = self.config.policy.phase1_sa(
+            self._auth_method(), lifetime=int(self.config.ike_lifetime)
+        )
         sa.sai_b = encode_payload_body(proposal)
         sa.state = "mm1"
         self._sas[sa.cookies] = sa
@@ -202,9 +286,11 @@ class MainMode(Informational):
 
     def _mm2_received(self, sa: IKESA, payloads: list[Payload], now: float) -> None:
         sas = [p for p in payloads if isinstance(p, SAPayload)]
-        ours = self.config.policy.phase1_sa(lifetime=int(self.config.ike_lifetime))
+        ours = self.config.policy.phase1_sa(
+            self._auth_method(), lifetime=int(self.config.ike_lifetime)
+        )
         choice = self.config.policy.match_phase1(sas[0]) if len(sas) == 1 else None
-        if choice is None or not _offered(ours, choice):
+        if choice is None or not _offered(ours, choice) or not self._can_auth(choice):
             self._emit(NegotiationFailed(sa.peer, "responder chose a transform we did not offer"))
             self._drop_ike(sa, "bad MM2")
             return
@@ -213,7 +299,9 @@ class MainMode(Informational):
         sa.dh, sa.gxi = get_group(choice.suite.group).generate(self._rng)
         sa.ni_b = self._rng(NONCE_SIZE)
         sa.state = "mm3"
-        out = [KEPayload(sa.gxi), NoncePayload(sa.ni_b), *self._nat_d(sa)]
+        out = [
+            KEPayload(sa.gxi), NoncePayload(sa.ni_b), *self._cert_request(sa), *self._nat_d(sa)
+        ]
         data = encode_message(self._header(sa, ExchangeType.MAIN, 0), out)
         sa.outstanding = self._send_request(sa, data, now)
 
@@ -236,7 +324,7 @@ class MainMode(Informational):
             sa.prf, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b,
             encode_payload_body(idii),
         )
-        out: list[Payload] = [idii, HashPayload(digest)]
+        out: list[Payload] = [idii, *self._proof(sa, digest)]
         if sa.rekey_of is None:
             # RFC 2407 4.6.3.3: tell the responder to drop our SAs from before a restart
             # (never on a rekey: the old SAs still carry traffic).
@@ -252,9 +340,8 @@ class MainMode(Informational):
         try:
             _plain, raws = self._open(sa, header, body)
             ids = [r for r in raws if r.type == PayloadType.ID]
-            hashes = [r for r in raws if r.type == PayloadType.HASH]
-            if len(ids) != 1 or len(hashes) != 1:
-                raise ParseError("MM6 without ID and HASH")
+            if len(ids) != 1:
+                raise ParseError("MM6 without ID")
             idir = ids[0].decode()
         except ParseError as e:
             log.debug("IKE peer %s: MM6 did not decrypt: %s", fmt_peer(sa.peer), e)
@@ -263,8 +350,8 @@ class MainMode(Informational):
         expected = hash_r(
             sa.prf, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, ids[0].body
         )
-        if hashes[0].body != expected:
-            self._auth_failed(sa, "HASH_R wrong")
+        if (why := self._check_proof(sa, raws, ids[0], expected)) is not None:
+            self._proof_failed(sa, "HASH_R wrong", why)
             return
         sa.crypto.advance(0, body)
         assert isinstance(idir, IDPayload)
@@ -287,7 +374,7 @@ class MainMode(Informational):
         proposal = payloads[raws.index(sa_raws[0])]
         assert isinstance(proposal, SAPayload)
         choice = self.config.policy.match_phase1(proposal)
-        if choice is None or self.config.psk is None:
+        if choice is None or not self._can_auth(choice):
             self.stats.no_proposal += 1
             log.warning("IKE peer %s: no acceptable phase-1 proposal", fmt_peer(peer))
             self._emit(NegotiationFailed(peer, "NO-PROPOSAL-CHOSEN"))
@@ -334,7 +421,9 @@ class MainMode(Informational):
             self._check_nat_d(sa, payloads)
         else:
             sa.nat_t_draft = None  # the peer did not use NAT-T after all
-        out = [KEPayload(sa.gxr), NoncePayload(sa.nr_b), *self._nat_d(sa)]
+        out = [
+            KEPayload(sa.gxr), NoncePayload(sa.nr_b), *self._cert_request(sa), *self._nat_d(sa)
+        ]
         sa.state = "mm4"
         reply = encode_message(self._header(sa, ExchangeType.MAIN, 0), out)
         self._remember(sa, data, reply)
@@ -347,9 +436,8 @@ class MainMode(Informational):
         try:
             _plain, raws = self._open(sa, header, body)
             ids = [r for r in raws if r.type == PayloadType.ID]
-            hashes = [r for r in raws if r.type == PayloadType.HASH]
-            if len(ids) != 1 or len(hashes) != 1:
-                raise ParseError("MM5 without ID and HASH")
+            if len(ids) != 1:
+                raise ParseError("MM5 without ID")
             payloads = [r.decode() for r in raws]
         except ParseError as e:
             # Garbage after decryption: the keys differ, as they do with another PSK.
@@ -359,8 +447,8 @@ class MainMode(Informational):
         expected = hash_i(
             sa.prf, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, ids[0].body
         )
-        if hashes[0].body != expected:
-            self._auth_failed(sa, "HASH_I wrong")
+        if (why := self._check_proof(sa, raws, ids[0], expected)) is not None:
+            self._proof_failed(sa, "HASH_I wrong", why)
             return
         sa.crypto.advance(0, body)
         idii = payloads[raws.index(ids[0])]
@@ -372,7 +460,7 @@ class MainMode(Informational):
         )
         reply = encode_message(
             self._header(sa, ExchangeType.MAIN, 0),
-            [idir, HashPayload(digest)],
+            [idir, *self._proof(sa, digest)],
             encrypt=sa.crypto.encrypt_for(0),
         )
         self._remember(sa, data, reply)
@@ -465,6 +553,8 @@ class MainMode(Informational):
 
     def _established(self, sa: IKESA, peer_id: IDPayload, now: float) -> None:
         sa.peer_id = peer_id.text()
+        if peer_id.id_type == IDType.DER_ASN1_DN and sa.peer_dn is not None:
+            sa.peer_id = sa.peer_dn
         sa.state = "established"
         sa.outstanding = None
         sa.established_at = now
@@ -510,3 +600,11 @@ class MainMode(Informational):
             self._mm3_received(sa, payloads, data, now)
             return
         raise ParseError(f"unexpected Main Mode message in state {sa.state}")
+
+
+def _id_matches(peer_id: IDPayload, cert: x509.Certificate) -> bool:
+    """The ID payload names the certificate: its subject DN or a subjectAltName."""
+    subject, names = cert_ids(cert)
+    if peer_id.id_type == IDType.DER_ASN1_DN:
+        return peer_id.data == subject
+    return peer_id.text() in names

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyl2tp.esp import ESPParams
+from pyl2tp.ike.certs import Credentials
 from pyl2tp.ike.crypto import IkeSACrypto, Phase1Keys, Prf
 from pyl2tp.ike.dh import DHPrivateKey
 from pyl2tp.ike.proposals import Phase1Choice, Phase2Choice, Policy
@@ -35,6 +36,8 @@ class IKEConfig:
     """What the IKE endpoint accepts and how it times out."""
 
     psk: bytes | None = field(default=None, repr=False)  # one global pre-shared key
+    # RSA signatures with X.509 certificates (RFC 2409 5.1) instead of the PSK when set
+    credentials: Credentials | None = field(default=None, repr=False)
     policy: Policy = field(default_factory=Policy)
     ike_lifetime: float = 28800.0
     sa_lifetime: float = 3600.0
@@ -187,6 +190,7 @@ class IKESA:
     nat_local: bool = False  # we are behind a NAT
     nat_peer: bool = False  # the peer is behind a NAT
     peer_id: str = ""
+    peer_dn: str | None = None  # subject of the peer's verified certificate (RFC 4514)
     lifetime: float = 0.0
     established_at: float = 0.0
     initial_contact: bool = False
