@@ -241,3 +241,29 @@ def test_load_credentials(tmp_path: Path, ca: tuple[x509.Certificate, rsa.RSAPri
         load_credentials(str(tmp_path / "none.pem"), str(tmp_path / "k.pem"), None)
     with pytest.raises(ConfigError, match="not a certificate"):
         load_credentials(str(tmp_path / "k.pem"), str(tmp_path / "k.pem"), None)
+
+
+def test_signature_by_another_key_refused(ca: tuple[x509.Certificate, rsa.RSAPrivateKey]) -> None:
+    """A valid certificate does not help a peer that lacks its private key."""
+    stolen = make_leaf("client8", ca)[0]
+    client_c = Credentials(stolen, _key("thief"), [ca[0]], lambda: NOW)
+    server_c = creds(make_leaf("vpn8", ca), [ca[0]])
+    _, _client, server = run(cfg(client_c), cfg(server_c))
+    fails = server.of(AuthenticationFailed)
+    assert len(fails) == 1 and fails[0].reason.endswith("signature does not verify")
+    assert not server.of(IKESAEstablished)
+
+
+def test_psk_and_certificates_on_one_server(
+    ca: tuple[x509.Certificate, rsa.RSAPrivateKey],
+) -> None:
+    """A server with both accepts a PSK client and a certificate client."""
+    methods = (AuthMethod.RSA_SIGNATURE, AuthMethod.PRE_SHARED_KEY)
+    server_cfg = IKEConfig(
+        psk=b"shared-secret", credentials=creds(make_leaf("vpn9", ca), [ca[0]]),
+        policy=Policy(auth_methods=methods),
+    )
+    _, _c, server = run(IKEConfig(psk=b"shared-secret"), server_cfg)
+    assert server.of(IKESAEstablished)[0].peer_id == CLIENT
+    _, _c, server = run(cfg(creds(make_leaf("client9", ca), [ca[0]])), server_cfg)
+    assert server.of(IKESAEstablished)[0].peer_id == "CN=client9,O=pyl2tp test"

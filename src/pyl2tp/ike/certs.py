@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtensionOID
 
 from pyl2tp.errors import ConfigError
+from pyl2tp.wire.isakmp import IDPayload, IDType
 
 __all__ = [
     "CertError",
@@ -163,6 +164,29 @@ class Credentials:
         if not isinstance(cert.public_key(), rsa.RSAPublicKey):
             raise CertError("peer certificate has no RSA key")
         return cert
+
+    def check_proof(
+        self, der: bytes, peer_id: IDPayload, signed: bytes, signature: bytes
+    ) -> str:
+        """RFC 2409 5.1: the peer's certificate chains to our CA, names `peer_id`, and its
+        key made `signature` over `signed` (HASH_I or HASH_R). Returns the subject (RFC
+        4514); raises CertError with the reason."""
+        cert = self.check_peer(der)
+        if not _id_matches(peer_id, cert):
+            raise CertError(f"ID {peer_id.text()} does not match the certificate")
+        key = cert.public_key()
+        assert isinstance(key, rsa.RSAPublicKey)
+        if not rsa_verify_raw(key, signed, signature):
+            raise CertError("signature does not verify")
+        return cert.subject.rfc4514_string()
+
+
+def _id_matches(peer_id: IDPayload, cert: x509.Certificate) -> bool:
+    """The ID payload names the certificate: its subject DN or a subjectAltName."""
+    subject, names = cert_ids(cert)
+    if peer_id.id_type == IDType.DER_ASN1_DN:
+        return peer_id.data == subject
+    return peer_id.text() in names
 
 
 def _pem_certs(path: str) -> list[x509.Certificate]:

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import logging
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from pyl2tp.errors import ParseError
-from pyl2tp.ike.certs import CertError, cert_ids, rsa_verify_raw
+from pyl2tp.ike.certs import CertError, cert_ids
 from pyl2tp.ike.crypto import (
     IkeCipher,
     IkeSACrypto,
@@ -215,22 +212,15 @@ class MainMode(Informational):
         assert creds is not None
         certs = [r.decode() for r in raws if r.type == PayloadType.CERT]
         sigs = [r.decode() for r in raws if r.type == PayloadType.SIGNATURE]
-        x509s = [c for c in certs if isinstance(c, CertPayload) and c.encoding == 4]
+        x509s = [c.data for c in certs if isinstance(c, CertPayload) and c.encoding == 4]
         if not x509s or len(sigs) != 1 or not isinstance(sigs[0], SignaturePayload):
             return "no X.509 certificate or no signature"
-        try:
-            cert = creds.check_peer(x509s[0].data)
-        except CertError as e:
-            return str(e)
         peer_id = id_raw.decode()
         assert isinstance(peer_id, IDPayload)
-        if not _id_matches(peer_id, cert):
-            return f"ID {peer_id.text()} does not match the certificate"
-        key = cert.public_key()
-        assert isinstance(key, rsa.RSAPublicKey)
-        if not rsa_verify_raw(key, expected, sigs[0].data):
-            return "signature does not verify"
-        sa.peer_dn = cert.subject.rfc4514_string()
+        try:
+            sa.peer_dn = creds.check_proof(x509s[0], peer_id, expected, sigs[0].data)
+        except CertError as e:
+            return str(e)
         return None
 
     def _choose(self, sa: IKESA, choice: Phase1Choice) -> None:
@@ -601,10 +591,3 @@ class MainMode(Informational):
             return
         raise ParseError(f"unexpected Main Mode message in state {sa.state}")
 
-
-def _id_matches(peer_id: IDPayload, cert: x509.Certificate) -> bool:
-    """The ID payload names the certificate: its subject DN or a subjectAltName."""
-    subject, names = cert_ids(cert)
-    if peer_id.id_type == IDType.DER_ASN1_DN:
-        return peer_id.data == subject
-    return peer_id.text() in names
