@@ -387,6 +387,9 @@ class MainMode(Informational):
         sa.half_key = (sa.icookie, peer)
         self._half[sa.half_key] = sa.cookies
         if header.exchange == ExchangeType.AGGRESSIVE:
+            if self._sig(sa):  # Aggressive Mode is answered with a PSK only
+                self._drop_ike(sa, "Aggressive Mode with signatures")
+                raise ParseError("Aggressive Mode with RSA signatures is not supported")
             self._am1_received(sa, raws, payloads, data, now)
             return
         sa.state = "mm2"
