@@ -194,7 +194,7 @@ class ClientSection:
     routes: list[str] = field(default_factory=list, metadata=_k(c.list_of(c.route)))
     secret: str | None = field(default=None, repr=False, metadata=_k(c.string))
     control_socket: str = field(default="/run/pyl2tp/client.sock", metadata=_k(c.string))
-    tun: str = field(default="", metadata=_k(c.ifname))
+    tun: str = field(default="", metadata=_k(c.ifname_or_empty))
     ipv6: bool = field(default=False, metadata=_k(c.boolean))
     dns: bool = field(default=True, metadata=_k(c.boolean))
     hostname: str = field(default_factory=socket.gethostname, metadata=_k(c.string))

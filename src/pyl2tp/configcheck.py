@@ -166,6 +166,11 @@ def ifname(v: Any) -> str:
     raise fail("an interface name of 1 to 15 characters", v)
 
 
+def ifname_or_empty(v: Any) -> str:
+    """An interface name, or "" to let the kernel choose one."""
+    return "" if v == "" else ifname(v)
+
+
 def ipv4_range(v: Any) -> str:
     """``"a-b"``: two IPv4 addresses with a <= b."""
     desc = 'a range "a-b" of two IPv4 addresses with a <= b'

@@ -69,6 +69,15 @@ class ServerPPP:
         self.flush: Callable[[], None] = lambda: None
         self._now: Callable[[], float] = lambda: 0.0
 
+    def reload_users(self, config: ServerConfig) -> int:
+        """Take the users of `config` for new logins; returns how many there are."""
+        users = UserDB.from_config(
+            config.users, config.aaa.chap_secrets, server_name=config.server.hostname
+        )
+        self.users = users
+        self.settings.credentials = users.credentials
+        return len(users)
+
     def start(self, flush: Callable[[], None], clock: Callable[[], float]) -> None:
         """Open the TUN device; `flush` sends what sessions queued (the UDP driver's)."""
         self.flush = flush

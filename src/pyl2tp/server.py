@@ -8,7 +8,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
-from pyl2tp.config import ServerConfig
+from pyl2tp.config import ServerConfig, load_server_config
 from pyl2tp.control import CommandError, ControlServer
 from pyl2tp.errors import ConfigError
 from pyl2tp.io.udp import EndpointDriver
@@ -203,7 +203,20 @@ class Server:
         return disconnect(self.endpoint, self.driver, args)
 
     async def _reload(self, args: dict[str, Any]) -> Any:
-        raise CommandError("reload: nothing reloadable yet (users and pools arrive with PPP)")
+        """Re-read the users ([[users]] and chap-secrets) from the config file.
+
+        Sessions already up keep their addresses; new logins use the new users.
+        Everything else in the file needs a restart.
+        """
+        if self.ppp is None:
+            raise CommandError("reload: no PPP here ([debug] link is not \"ppp\")")
+        try:
+            config = load_server_config(self.config.source)
+            count = self.ppp.reload_users(config)
+        except ConfigError as exc:
+            raise CommandError(f"reload: {exc}") from None
+        log.info("reloaded %d users from %s", count, self.config.source)
+        return {"users": count}
 
 
 def disconnect(endpoint: L2TPEndpoint, driver: EndpointDriver | None, args: dict[str, Any]) -> Any:
