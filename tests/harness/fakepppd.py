@@ -155,6 +155,11 @@ def bridge(sock_path: str, tag: str | None, log: _Log) -> str:
                 try:
                     for frame, fcs_ok in deframer.feed(data):
                         log(f"rx fcs_ok={fcs_ok} {frame.hex()}")
+                        if not fcs_ok:
+                            # RFC 1662 4.4: a frame with a bad FCS is silently discarded, as
+                            # pppd does (seen: a 0x7f byte eaten while the pty was still
+                            # canonical, in the first frame after xl2tpd started us).
+                            continue
                         sock.sendto(b"F" + frame, sock_path)
                 except OSError as exc:
                     reason = f"test socket gone: {exc}"
