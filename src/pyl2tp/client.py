@@ -299,6 +299,7 @@ class ClientRunner:
             dpd_timeout=c.dpd_timeout,
             ike_lifetime=c.ike_lifetime,
             sa_lifetime=c.sa_lifetime,
+            sa_lifetime_kb=c.sa_lifetime_kb,
             legacy=c.legacy,
             keylog_path=self.config.debug.keylog,
             on_event=self._ipsec_event,

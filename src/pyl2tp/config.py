@@ -94,7 +94,7 @@ class L2TPSection:
 
 @dataclass(frozen=True, slots=True)
 class IPsecSection:
-    """``[ipsec]``: IKEv1 + ESP protecting L2TP (parsed and validated; not used yet)."""
+    """``[ipsec]``: IKEv1 + ESP protecting L2TP."""
 
     enabled: bool = field(default=False, metadata=_k(c.boolean))
     psk: str | None = field(default=None, repr=False, metadata=_k(c.string))
@@ -108,11 +108,15 @@ class IPsecSection:
     dpd_timeout: float = field(default=150.0, metadata=_k(c.number(0, gt=True)))
     ike_lifetime: float = field(default=28800.0, metadata=_k(c.number(0, gt=True)))
     sa_lifetime: float = field(default=3600.0, metadata=_k(c.number(0, gt=True)))
+    # ESP SAs also end after this many kilobytes (RFC 2407 4.5); 0: no byte limit.
+    sa_lifetime_kb: int = field(default=0, metadata=_k(c.integer(0)))
+    # answer Aggressive Mode (RFC 2409 5.4): it sends a hash of the PSK in the clear
+    aggressive: bool = field(default=False, metadata=_k(c.boolean))
 
 
 @dataclass(frozen=True, slots=True)
 class PPPSection:
-    """``[ppp]``: PPP options offered to peers (parsed and validated; not used yet)."""
+    """``[ppp]``: PPP options offered to peers."""
 
     auth: list[str] = field(
         default_factory=lambda: list(AUTH_METHODS),
@@ -218,6 +222,7 @@ class ClientSection:
     dpd_timeout: float = field(default=150.0, metadata=_k(c.number(0, gt=True)))
     ike_lifetime: float = field(default=28800.0, metadata=_k(c.number(0, gt=True)))
     sa_lifetime: float = field(default=3600.0, metadata=_k(c.number(0, gt=True)))
+    sa_lifetime_kb: int = field(default=0, metadata=_k(c.integer(0)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,8 @@ def make_ipsec(
     dpd_timeout: float,
     ike_lifetime: float,
     sa_lifetime: float,
+    sa_lifetime_kb: int = 0,
+    aggressive: bool = False,
     legacy: bool = False,
     keylog_path: str | None = None,
     on_event: Callable[[Event], None] | None = None,
@@ -59,6 +61,8 @@ def make_ipsec(
         policy=Policy(legacy=legacy, auth_methods=methods),
         ike_lifetime=ike_lifetime,
         sa_lifetime=sa_lifetime,
+        sa_lifetime_kb=sa_lifetime_kb,
+        aggressive=aggressive,
         dpd_delay=dpd_delay,
         dpd_timeout=dpd_timeout,
     )

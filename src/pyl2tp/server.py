@@ -101,6 +101,8 @@ class Server:
                 dpd_timeout=ipsec.dpd_timeout,
                 ike_lifetime=ipsec.ike_lifetime,
                 sa_lifetime=ipsec.sa_lifetime,
+                sa_lifetime_kb=ipsec.sa_lifetime_kb,
+                aggressive=ipsec.aggressive,
                 legacy=ipsec.legacy,
                 keylog_path=self.config.debug.keylog,
             )

@@ -82,6 +82,8 @@ SERVER_DEFAULTS: dict[str, dict[str, Any]] = {
         "dpd_timeout": 150.0,
         "ike_lifetime": 28800.0,
         "sa_lifetime": 3600.0,
+        "sa_lifetime_kb": 0,
+        "aggressive": False,
     },
     "ppp": {
         "auth": ["mschapv2", "chap", "pap"],
@@ -133,6 +135,7 @@ CLIENT_DEFAULTS: dict[str, Any] = {
     "dpd_timeout": 150.0,
     "ike_lifetime": 28800.0,
     "sa_lifetime": 3600.0,
+    "sa_lifetime_kb": 0,
 }
 
 
@@ -301,6 +304,8 @@ SERVER_BAD: list[tuple[str, str, str, str]] = [
     ("ipsec", "dpd_timeout", "0", "a number > 0"),
     ("ipsec", "ike_lifetime", "0", "a number > 0"),
     ("ipsec", "sa_lifetime", "-5", "a number > 0"),
+    ("ipsec", "sa_lifetime_kb", "-1", "an integer >= 0"),
+    ("ipsec", "aggressive", '"yes"', "true or false"),
     ("ppp", "auth", '["md5"]', 'item 1: expected one of "mschapv2", "chap", "pap", got "md5"'),
     ("ppp", "auth", "[]", "non-empty list"),
     ("ppp", "auth", '["pap", "pap"]', "listed twice"),
@@ -405,6 +410,7 @@ CLIENT_BAD: list[tuple[str, str, str]] = [
     ("dpd_timeout", "0", "a number > 0"),
     ("ike_lifetime", "0", "a number > 0"),
     ("sa_lifetime", "0", "a number > 0"),
+    ("sa_lifetime_kb", "1.5", "an integer >= 0"),
 ]
 
 
