@@ -7,19 +7,15 @@ CA is refused by the server with a clear log line, and the client gives up.
 
 from __future__ import annotations
 
-import datetime
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from tests.harness import require_tools
 from tests.harness.netns import Topology, wait_for
+from tests.harness.pki import Pair, make_cert, write_ca, write_pair
 from tests.harness.product import ProductProcess, assert_no_traceback
 from tests.integration.ipsec_env import (
     ipsec_client_toml,
@@ -33,40 +29,6 @@ from tests.integration.ppp_env import CLIENT_IP, POOL_LOCAL, SERVER_IP, User, pi
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
 ALICE = User("alice", "alice-password")
-Pair = tuple[x509.Certificate, rsa.RSAPrivateKey]
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _cert(cn: str, issuer: Pair | None, *, ca: bool) -> Pair:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(issuer[0].subject if issuer else _name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(issuer[1] if issuer else key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def _write(work: Path, stem: str, pair: Pair) -> tuple[str, str]:
-    cert, key = work / f"{stem}.crt", work / f"{stem}.key"
-    cert.write_bytes(pair[0].public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(pair[1].private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
-    return str(cert), str(key)
-
-
 Start = Callable[[Pair], tuple[ProductProcess, ProductProcess]]
 
 
@@ -74,10 +36,9 @@ Start = Callable[[Pair], tuple[ProductProcess, ProductProcess]]
 def start(topology: Topology, tmp_path: Path) -> Start:
     """Server with a certificate from the test CA; the client with the one given."""
     require_tools("ping")
-    ca = _cert("pyl2tp test CA", None, ca=True)
-    ca_path = tmp_path / "ca.crt"
-    ca_path.write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))
-    srv_cert, srv_key = _write(tmp_path, "server", _cert("vpn.test", ca, ca=False))
+    ca = make_cert("pyl2tp test CA", None, ca=True)
+    ca_path = write_ca(tmp_path, "ca", ca)
+    srv_cert, srv_key = write_pair(tmp_path, "server", make_cert("vpn.test", ca, ca=False))
 
     def run(client_pair: Pair) -> tuple[ProductProcess, ProductProcess]:
         srv = topology.host("srv")
@@ -88,16 +49,16 @@ def start(topology: Topology, tmp_path: Path) -> Start:
             ipsec_server_toml(
                 tmp_path, [ALICE], tun=tun_name("cs"),
                 ipsec={"psk": None, "certificate": srv_cert, "private_key": srv_key,
-                       "ca": str(ca_path)},
+                       "ca": ca_path},
             ),
             tmp_path,
         )
-        cli_cert, cli_key = _write(tmp_path, "client", client_pair)
+        cli_cert, cli_key = write_pair(tmp_path, "client", client_pair)
         client = ProductProcess(
             cli, "client",
             ipsec_client_toml(
                 tmp_path, ALICE.name, ALICE.password, psk=None, tun=tun_name("cc"),
-                extra={"certificate": cli_cert, "private_key": cli_key, "ca": str(ca_path),
+                extra={"certificate": cli_cert, "private_key": cli_key, "ca": ca_path,
                        "reconnect_initial": 2, "reconnect_cap": 4},
             ),
             tmp_path,
@@ -110,7 +71,7 @@ def start(topology: Topology, tmp_path: Path) -> Start:
 
 def test_certificates_session_up(start: Start) -> None:
     ca: Pair = start.ca  # type: ignore[attr-defined]
-    server, client = start(_cert("alice-laptop", ca, ca=False))
+    server, client = start(make_cert("alice-laptop", ca, ca=False))
     server.start()
     client.start()
     wait_ipsec_up(client)
@@ -130,8 +91,8 @@ def test_certificates_session_up(start: Start) -> None:
 
 
 def test_certificate_from_another_ca_is_refused(start: Start) -> None:
-    other = _cert("some other CA", None, ca=True)
-    server, client = start(_cert("mallory", other, ca=False))
+    other = make_cert("some other CA", None, ca=True)
+    server, client = start(make_cert("mallory", other, ca=False))
     server.start()
     client.start(wait_socket=False)
     wait_for(lambda: "certificate authentication failed" in server.log_text(), 20,
