@@ -1,6 +1,6 @@
-"""Rekey under traffic: our client against our server with 20 s child SAs and 30 s ISAKMP SAs.
+"""Rekey under traffic: our client against our server with 20 s child and ISAKMP SAs.
 
-One iperf3 TCP flow runs 65 s through L2TP/PPP over ESP while the client rekeys the child
+One iperf3 TCP flow runs 75 s through L2TP/PPP over ESP while the client rekeys the child
 SA (Quick Mode) and the ISAKMP SA (Main Mode) several times; it must finish without a
 reset, and the L2TP tunnel and session stay the same ones throughout.
 """
@@ -36,8 +36,8 @@ pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
 ALICE = User("alice", "alice-password")
 SA_LIFE = 20
-IKE_LIFE = 30
-SECONDS = 65
+IKE_LIFE = 20
+SECONDS = 75
 
 
 def test_rekey_under_traffic(topology: Topology, tmp_path: Path) -> None:
@@ -83,12 +83,12 @@ def test_rekey_under_traffic(topology: Topology, tmp_path: Path) -> None:
     child_rekeys = len(re.findall(r"child SA rekeyed", log))
     ike_rekeys = len(re.findall(r"ISAKMP SA rekeyed by the peer", log))
     assert child_rekeys >= 3, log[-4000:]
-    assert ike_rekeys >= 2, log[-4000:]
+    assert ike_rekeys >= 3, log[-4000:]
     assert "lifetime expired" not in log
     client_log = client.log_text()
     assert "connection reset" not in client_log.lower()
     assert len(re.findall(r"rekeying child SA", client_log)) >= 3
-    assert len(re.findall(r"rekeying the ISAKMP SA", client_log)) >= 2
+    assert len(re.findall(r"rekeying the ISAKMP SA", client_log)) >= 3
     client.stop()
     wait_for(lambda: server.sessions() == [], 15, what="the session freed")
     assert client.returncode == 0, client_log[-3000:]
