@@ -271,10 +271,11 @@ def private_resolv_conf(ns: Netns, text: str = "nameserver 198.18.0.99\n") -> It
 
 
 def iperf3(server_ns: Netns, client_ns: Netns, bind: str, seconds: int, work: Path,
-           *, reverse: bool = False) -> dict[str, Any]:
+           *, reverse: bool = False, bitrate: str | None = None) -> dict[str, Any]:
     """TCP from `client_ns` to an `iperf3 -s -1` bound to `bind` in `server_ns`; its JSON.
 
-    `reverse` sends from the server to the client instead (iperf3 -R).
+    `reverse` sends from the server to the client instead (iperf3 -R); `bitrate` caps
+    the sender (iperf3 -b, e.g. "4M").
     """
     log = work / "iperf3-server.log"
     with open(log, "wb") as out:
@@ -287,7 +288,8 @@ def iperf3(server_ns: Netns, client_ns: Netns, bind: str, seconds: int, work: Pa
                  what="iperf3 -s listening")
         res = client_ns.run(
             ["iperf3", "-c", bind, "-p", str(IPERF_PORT), "-t", str(seconds), "-J",
-             "--connect-timeout", "5000", *(["-R"] if reverse else [])],
+             "--connect-timeout", "5000", *(["-R"] if reverse else []),
+             *(["-b", bitrate] if bitrate else [])],
             check=False, timeout=seconds + 60,
         )
         try:

@@ -96,3 +96,51 @@ def test_rekey_under_traffic(topology: Topology, tmp_path: Path) -> None:
     assert_no_traceback(client.log_text())
     print(f"\nrekey under traffic: {received['bits_per_second'] / 1e6:.1f} Mbit/s, "
           f"{child_rekeys} child and {ike_rekeys} IKE rekeys, ESP {esp}")
+
+
+KB_LIFE = 1024  # kilobytes: at 4 Mbit/s a child SA reaches its soft limit every ~2 s
+KB_SECONDS = 12
+
+
+def test_kilobyte_lifetime_rekeys_under_traffic(topology: Topology, tmp_path: Path) -> None:
+    """`sa_lifetime_kb` on the client: it proposes a byte lifetime (RFC 2407 4.5) and
+    rekeys each child SA when its ESP byte count passes the soft limit, with the time
+    lifetime far away; a rate-capped flow runs across several such rekeys."""
+    require_tools("iperf3", "ping")
+    srv = topology.host("srv")
+    cli = topology.host("cli")
+    topology.link(srv, f"{SERVER_IP}/24", cli, f"{CLIENT_IP}/24")
+    server = ProductProcess(
+        srv, "server", ipsec_server_toml(tmp_path, [ALICE], tun=tun_name("ks")), tmp_path,
+    )
+    client = ProductProcess(
+        cli, "client",
+        ipsec_client_toml(tmp_path, ALICE.name, ALICE.password, tun=tun_name("kc"),
+                          extra={"sa_lifetime_kb": KB_LIFE}),
+        tmp_path,
+    )
+    server.start()
+    client.start()
+    wait_ipsec_up(client)
+    wait_up(client, cli, tun_name("kc"))
+    assert ping(cli, POOL_LOCAL, 3) == 3
+    before = [(s["tunnel_id"], s["session_id"]) for s in server.sessions()]
+
+    result = iperf3(srv, cli, POOL_LOCAL, KB_SECONDS, tmp_path, bitrate="4M")
+
+    received = result["end"]["sum_received"]
+    assert received["bytes"] > 4 * KB_LIFE * 1024, received
+    stalls = [i for i in result["intervals"] if i["sum"]["bytes"] == 0]
+    assert stalls == [], f"intervals without data: {stalls}"
+    client_log = client.log_text()
+    soft = len(re.findall(r"rekeying child SA in \w+ out \w+ \(ESP soft limit\)", client_log))
+    assert soft >= 3, client_log[-4000:]
+    log = server.log_text()
+    assert len(re.findall(r"child SA rekeyed", log)) >= 3, log[-4000:]
+    assert "lifetime expired" not in log and "lifetime expired" not in client_log
+    assert [(s["tunnel_id"], s["session_id"]) for s in server.sessions()] == before
+    assert esp_stats(server)["dropped"] == 0
+    client.stop()
+    assert client.returncode == 0, client.log_text()[-3000:]
+    assert_no_traceback(log)
+    assert_no_traceback(client.log_text())
