@@ -6,9 +6,9 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
-__all__ = ["AuthLogger", "AuthResult", "Credentials", "Machine", "printable"]
+__all__ = ["AuthLogger", "AuthResult", "Credentials", "Machine", "MachineArgs", "printable"]
 
 Credentials = Callable[[str], str | None]
 """User name -> clear-text password (server side); None means an unknown user."""
@@ -16,6 +16,16 @@ Credentials = Callable[[str], str | None]
 AuthLogger = logging.Logger | logging.LoggerAdapter[Any]
 
 _LOG = logging.getLogger("pyl2tp.ppp.auth")
+
+
+class MachineArgs(TypedDict):
+    """The keyword arguments every machine takes (see :class:`Machine`)."""
+
+    send: Callable[[bytes], None]
+    random_bytes: Callable[[int], bytes]
+    restart_timer: NotRequired[float]
+    max_attempts: NotRequired[int]
+    logger: NotRequired[AuthLogger | None]
 
 
 @dataclass(slots=True, frozen=True)
@@ -38,7 +48,12 @@ def printable(raw: bytes, limit: int = 64) -> str:
 
 
 class Machine:
-    """Base of the PAP/CHAP/MS-CHAPv2 machines: I/O hooks, result, timer, drop counters."""
+    """Base of the PAP/CHAP/MS-CHAPv2 machines: I/O hooks, result, timer, drop counters.
+
+    ``send`` transmits one packet (PPP payload); ``random_bytes`` gives identifiers and
+    challenges; ``restart_timer`` seconds between retransmissions, ``max_attempts`` sends
+    before giving up (RFC 1661 4.6 Restart timer and Max-Configure, reused here).
+    """
 
     protocol: int = 0
     method: str = ""
@@ -48,9 +63,9 @@ class Machine:
         *,
         send: Callable[[bytes], None],
         random_bytes: Callable[[int], bytes],
-        restart_timer: float,
-        max_attempts: int,
-        logger: AuthLogger | None,
+        restart_timer: float = 3.0,
+        max_attempts: int = 10,
+        logger: AuthLogger | None = None,
     ) -> None:
         if restart_timer <= 0:
             raise ValueError("restart_timer must be positive")

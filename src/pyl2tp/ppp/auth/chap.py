@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
 from enum import Enum
+from typing import Unpack
 
 from pyl2tp.errors import ParseError
 
-from .base import AuthLogger, AuthResult, Credentials, Machine, printable
+from .base import AuthResult, Credentials, Machine, MachineArgs, printable
 from .packets import (
     AuthProtocol,
     ChapCode,
@@ -68,21 +68,11 @@ class ChapAuthenticator(Machine):
         self,
         *,
         credentials: Credentials,
-        send: Callable[[bytes], None],
-        random_bytes: Callable[[int], bytes],
         name: str = "pyl2tp",
         rechallenge_interval: float = 0.0,
-        restart_timer: float = 3.0,
-        max_attempts: int = 10,
-        logger: AuthLogger | None = None,
+        **common: Unpack[MachineArgs],
     ) -> None:
-        super().__init__(
-            send=send,
-            random_bytes=random_bytes,
-            restart_timer=restart_timer,
-            max_attempts=max_attempts,
-            logger=logger,
-        )
+        super().__init__(**common)
         self._credentials = credentials
         self.name = name
         self._name = name.encode("utf-8")
@@ -234,19 +224,9 @@ class ChapPeer(Machine):
         *,
         user: str,
         password: str,
-        send: Callable[[bytes], None],
-        random_bytes: Callable[[int], bytes],
-        restart_timer: float = 3.0,
-        max_attempts: int = 10,
-        logger: AuthLogger | None = None,
+        **common: Unpack[MachineArgs],
     ) -> None:
-        super().__init__(
-            send=send,
-            random_bytes=random_bytes,
-            restart_timer=restart_timer,
-            max_attempts=max_attempts,
-            logger=logger,
-        )
+        super().__init__(**common)
         self.user = user
         self._name = user.encode("utf-8")
         self._password = password

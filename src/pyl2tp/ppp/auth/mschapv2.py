@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Unpack
 
-from .base import AuthLogger, Credentials, printable
+from .base import Credentials, MachineArgs, printable
 from .chap import ChapAuthenticator, ChapPeer
 from .crypto import des_encrypt_block, md4
 
@@ -200,23 +200,15 @@ class MsChapV2Authenticator(ChapAuthenticator):
         self,
         *,
         credentials: Credentials,
-        send: Callable[[bytes], None],
-        random_bytes: Callable[[int], bytes],
         name: str = "pyl2tp",
         rechallenge_interval: float = 0.0,
-        restart_timer: float = 3.0,
-        max_attempts: int = 10,
-        logger: AuthLogger | None = None,
+        **common: Unpack[MachineArgs],
     ) -> None:
         super().__init__(
             credentials=credentials,
-            send=send,
-            random_bytes=random_bytes,
             name=name,
             rechallenge_interval=rechallenge_interval,
-            restart_timer=restart_timer,
-            max_attempts=max_attempts,
-            logger=logger,
+            **common,
         )
         self.mppe_master_key: bytes | None = None
         """RFC 3079 master key of the last successful exchange (for MPPE, later)."""
@@ -257,20 +249,12 @@ class MsChapV2Peer(ChapPeer):
         *,
         user: str,
         password: str,
-        send: Callable[[bytes], None],
-        random_bytes: Callable[[int], bytes],
-        restart_timer: float = 3.0,
-        max_attempts: int = 10,
-        logger: AuthLogger | None = None,
+        **common: Unpack[MachineArgs],
     ) -> None:
         super().__init__(
             user=user,
             password=password,
-            send=send,
-            random_bytes=random_bytes,
-            restart_timer=restart_timer,
-            max_attempts=max_attempts,
-            logger=logger,
+            **common,
         )
         self._expected = b""
         self._pending_key = b""

@@ -12,11 +12,11 @@ one retransmission. An authenticator that hears no request within
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from typing import Unpack
 
 from pyl2tp.errors import ParseError
 
-from .base import AuthLogger, AuthResult, Credentials, Machine, printable
+from .base import AuthResult, Credentials, Machine, MachineArgs, printable
 from .packets import (
     AuthProtocol,
     PapCode,
@@ -43,19 +43,9 @@ class PapAuthenticator(Machine):
         self,
         *,
         credentials: Credentials,
-        send: Callable[[bytes], None],
-        random_bytes: Callable[[int], bytes],
-        restart_timer: float = 3.0,
-        max_attempts: int = 10,
-        logger: AuthLogger | None = None,
+        **common: Unpack[MachineArgs],
     ) -> None:
-        super().__init__(
-            send=send,
-            random_bytes=random_bytes,
-            restart_timer=restart_timer,
-            max_attempts=max_attempts,
-            logger=logger,
-        )
+        super().__init__(**common)
         self._credentials = credentials
         self._reply: tuple[PapCode, bytes] | None = None
 
@@ -121,19 +111,9 @@ class PapPeer(Machine):
         *,
         user: str,
         password: str,
-        send: Callable[[bytes], None],
-        random_bytes: Callable[[int], bytes],
-        restart_timer: float = 3.0,
-        max_attempts: int = 10,
-        logger: AuthLogger | None = None,
+        **common: Unpack[MachineArgs],
     ) -> None:
-        super().__init__(
-            send=send,
-            random_bytes=random_bytes,
-            restart_timer=restart_timer,
-            max_attempts=max_attempts,
-            logger=logger,
-        )
+        super().__init__(**common)
         self.user = user
         self._peer_id = user.encode("utf-8")
         self._password = password.encode("utf-8")
