@@ -15,18 +15,24 @@ import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.harness.capture import Capture, tshark_fields
 from tests.harness.netns import Netns, wait_for
 from tests.harness.product import ProductProcess
 
 __all__ = [
+    "ClientRun",
     "Connected",
     "capture_drops",
+    "check_client_run",
+    "check_icmp_through",
     "client_toml",
     "connected",
     "device_addresses",
+    "exercise_client",
     "ping",
+    "ppp_protocols_from",
     "private_resolv_conf",
     "stopccn_problems",
     "tun_name",
@@ -177,3 +183,62 @@ def stopccn_problems(pcap: Path, ours: str, peer: str) -> list[str]:
                 m[0] == ours and _acks(m[2], ns) for m in msgs[i + 1:]):
             problems.append(f"we never acknowledged {peer}'s StopCCN (Ns {ns})")
     return problems
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRun:
+    """What one connected client showed from outside: its line, TUN, resolver, route, pings."""
+
+    up: Connected
+    tun_addresses: list[str]
+    resolv_text: str
+    route: str
+    replies: int
+    sessions: list[dict[str, Any]]  # `ctl sessions` before the pings
+    after: list[dict[str, Any]]  # and after them
+
+
+def exercise_client(client: ProductProcess, ns: Netns, tun: str, target: str,
+                    resolv: Path, *, timeout: float = 40) -> ClientRun:
+    """Wait for `client` to connect and its TUN address, then ping `target` through it."""
+    up = wait_connected(client, timeout)
+    wait_for(lambda: device_addresses(ns, tun), 10, interval=0.2, what=f"an address on {tun}")
+    tun_addresses = device_addresses(ns, tun)
+    resolv_text = resolv.read_text()
+    sessions = client.sessions()
+    route = ns.run(["ip", "-4", "route", "get", target]).stdout
+    replies = ping(ns, target, 3)
+    return ClientRun(up, tun_addresses, resolv_text, route, replies, sessions,
+                     client.sessions())
+
+
+def check_client_run(run: ClientRun, *, tun: str, peer: str, dns: list[str],
+                     user: str) -> None:
+    """The checks every PPP interop run shares: IPCP's peer and DNS, the TUN, resolv.conf,
+    the route into the TUN, three echo replies, and one session that counted them."""
+    up = run.up
+    assert up.peer == peer and up.dns == dns, up
+    assert run.tun_addresses == [f"{up.address} peer {peer}/32"]
+    for server in dns:
+        assert f"nameserver {server}" in run.resolv_text, run.resolv_text
+    assert f"dev {tun} " in run.route, run.route
+    assert run.replies == 3, f"no echo replies from {peer} through our TUN"
+    assert len(run.sessions) == 1
+    assert run.sessions[0]["address"] == up.address
+    assert run.sessions[0]["user"] == user
+    assert run.after[0]["tx_bytes"] > run.sessions[0]["tx_bytes"]
+    assert run.after[0]["rx_bytes"] > run.sessions[0]["rx_bytes"]
+
+
+def ppp_protocols_from(pcap: Path, src: str) -> set[int]:
+    """PPP protocol numbers of the frames `src` sent in L2TP data messages."""
+    rows = tshark_fields(pcap, ["ppp.protocol"], f"ip.src == {src} && ppp")
+    return {int(p, 0) for row in rows for p in row[0].split(",") if p}
+
+
+def check_icmp_through(pcap: Path, address: str, peer: str) -> None:
+    """The capture holds the echo request from `address` to `peer` inside L2TP, and the reply."""
+    icmp = tshark_fields(pcap, ["ip.src", "ip.dst", "icmp.type"], "icmp")
+    inner = [[r[0].split(",")[-1], r[1].split(",")[-1], r[2]] for r in icmp]
+    assert [address, peer, "8"] in inner, inner
+    assert [peer, address, "0"] in inner, inner

@@ -13,20 +13,21 @@ from pathlib import Path
 import pytest
 
 from tests.harness import require_tools
-from tests.harness.capture import Capture, tshark_fields, tshark_problems
+from tests.harness.capture import Capture, tshark_problems
 from tests.harness.l2tpns import L2tpns
-from tests.harness.netns import Topology, wait_for
+from tests.harness.netns import Topology
 from tests.harness.product import ProductProcess, assert_no_traceback
 from tests.harness.radius import FreeRadius
 from tests.interop.ppp_peers import (
     capture_drops,
+    check_client_run,
+    check_icmp_through,
     client_toml,
-    device_addresses,
-    ping,
+    exercise_client,
+    ppp_protocols_from,
     private_resolv_conf,
     stopccn_problems,
     tun_name,
-    wait_connected,
 )
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
@@ -59,12 +60,6 @@ def client_config(work: Path, auth: str, tun: str) -> str:
     })
 
 
-def ppp_protocols_from(pcap: Path, src: str) -> set[int]:
-    """PPP protocol numbers of the frames `src` sent in L2TP data messages."""
-    rows = tshark_fields(pcap, ["ppp.protocol"], f"ip.src == {src} && ppp")
-    return {int(p, 0) for row in rows for p in row[0].split(",") if p}
-
-
 @pytest.mark.parametrize("auth", ["chap", "pap"])
 def test_client_ppp_to_l2tpns(topology: Topology, tmp_path: Path, auth: str) -> None:
     require_tools("l2tpns", "freeradius", "radclient", "tcpdump", "tshark", "ping")
@@ -83,16 +78,8 @@ def test_client_ppp_to_l2tpns(topology: Topology, tmp_path: Path, auth: str) -> 
         with private_resolv_conf(lac, RESOLV_ORIGINAL) as resolv, \
                 Capture(lac, pcap, iface="any", bpf="udp port 1701") as capture:
             client.start()
-            up = wait_connected(client, 40)
-            wait_for(lambda: device_addresses(lac, tun), 10, interval=0.2,
-                     what=f"an address on {tun}")
-            tun_addresses = device_addresses(lac, tun)
-            resolv_text = resolv.read_text()
-            sessions = client.sessions()
             # Through our TUN: the route to 198.18.41.0/24 (and the peer) points into it.
-            route = lac.run(["ip", "-4", "route", "get", LNS_LOCAL]).stdout
-            replies = ping(lac, LNS_LOCAL, 3)
-            after = client.sessions()
+            run = exercise_client(client, lac, tun, LNS_LOCAL, resolv)
             assert client.stop() == 0, "the client did not exit cleanly on SIGTERM"
             restored = resolv.read_text()
     finally:
@@ -103,21 +90,9 @@ def test_client_ppp_to_l2tpns(topology: Topology, tmp_path: Path, auth: str) -> 
               f"--- l2tpns log\n{l2tpns.log_text()[-6000:]}")
 
     # IPCP: the RADIUS Framed-IP-Address, l2tpns's own address, its two DNS servers.
-    assert up.address == ADDRESS
-    assert up.peer == LNS_LOCAL
-    assert up.dns == list(LNS_DNS)
-    assert tun_addresses == [f"{ADDRESS} peer {LNS_LOCAL}/32"]
-    for server in LNS_DNS:
-        assert f"nameserver {server}" in resolv_text, resolv_text
+    assert run.up.address == ADDRESS
+    check_client_run(run, tun=tun, peer=LNS_LOCAL, dns=list(LNS_DNS), user=USER)
     assert restored == RESOLV_ORIGINAL, "the client did not put resolv.conf back"
-    assert f"dev {tun} " in route, route
-    assert replies == 3, "no echo replies from l2tpns through our TUN"
-
-    assert len(sessions) == 1
-    assert sessions[0]["address"] == ADDRESS
-    assert sessions[0]["user"] == USER
-    assert after[0]["tx_bytes"] > sessions[0]["tx_bytes"]
-    assert after[0]["rx_bytes"] > sessions[0]["rx_bytes"]
     assert_no_traceback(client.log_text())
 
     log = l2tpns.log_text()
@@ -130,9 +105,6 @@ def test_client_ppp_to_l2tpns(topology: Topology, tmp_path: Path, auth: str) -> 
     assert (PROTO_PAP if auth == "chap" else PROTO_CHAP) not in ours
     if capture_drops(capture) == 0:  # else a packet's absence proves nothing
         assert (PROTO_CHAP if auth == "chap" else PROTO_PAP) in ours
-        icmp = tshark_fields(pcap, ["ip.src", "ip.dst", "icmp.type"], "icmp")
-        inner = [[r[0].split(",")[-1], r[1].split(",")[-1], r[2]] for r in icmp]
-        assert [ADDRESS, LNS_LOCAL, "8"] in inner
-        assert [LNS_LOCAL, ADDRESS, "0"] in inner
+        check_icmp_through(pcap, ADDRESS, LNS_LOCAL)
         assert stopccn_problems(pcap, LAC_IP, LNS_IP) == []
     assert tshark_problems(pcap, src=LAC_IP) == []

@@ -17,18 +17,19 @@ import pytest
 
 from tests.harness import require_tools
 from tests.harness.capture import Capture, tshark_fields, tshark_problems
-from tests.harness.netns import Topology, wait_for
+from tests.harness.netns import Topology
 from tests.harness.product import ProductProcess, assert_no_traceback
 from tests.harness.softether import BINARY, SNAT_GATEWAY, SoftEther
 from tests.interop.ppp_peers import (
     capture_drops,
+    check_client_run,
+    check_icmp_through,
     client_toml,
-    device_addresses,
-    ping,
+    exercise_client,
+    ppp_protocols_from,
     private_resolv_conf,
     stopccn_problems,
     tun_name,
-    wait_connected,
 )
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
@@ -62,12 +63,6 @@ def client_config(work: Path, auth: str, tun: str) -> str:
     }, {"link": "ppp"})
 
 
-def ppp_protocols_from(pcap: Path, src: str) -> set[int]:
-    """PPP protocol numbers of the frames `src` sent in L2TP data messages."""
-    rows = tshark_fields(pcap, ["ppp.protocol"], f"ip.src == {src} && ppp")
-    return {int(p, 0) for row in rows for p in row[0].split(",") if p}
-
-
 def acked_auth(pcap: Path) -> list[tuple[int, int | None]]:
     """(protocol, CHAP algorithm) of the Authentication-Protocol options we acknowledged."""
     acked = {row[0] for row in tshark_fields(
@@ -97,15 +92,7 @@ def test_client_ppp_to_softether(topology: Topology, tmp_path: Path, auth: str) 
         with private_resolv_conf(lac, RESOLV_ORIGINAL) as resolv, \
                 Capture(lac, pcap, iface="any", bpf="udp port 1701") as capture:
             client.start()
-            up = wait_connected(client, 40)
-            wait_for(lambda: device_addresses(lac, tun), 10, interval=0.2,
-                     what=f"an address on {tun}")
-            tun_addresses = device_addresses(lac, tun)
-            resolv_text = resolv.read_text()
-            sessions = client.sessions()
-            route = lac.run(["ip", "-4", "route", "get", SNAT_GATEWAY]).stdout
-            replies = ping(lac, SNAT_GATEWAY, 3)
-            after = client.sessions()
+            run = exercise_client(client, lac, tun, SNAT_GATEWAY, resolv)
             # SoftEther's own view: one PPP session of our user in the hub.
             hub_sessions = server.admin("SessionList")
             assert client.stop() == 0, "the client did not exit cleanly on SIGTERM"
@@ -119,21 +106,12 @@ def test_client_ppp_to_softether(topology: Topology, tmp_path: Path, auth: str) 
               f"--- softether log\n{server.log_text()[-6000:]}")
 
     # IPCP: a SecureNAT DHCP lease, the gateway as peer and DNS server.
+    up = run.up
     assert ipaddress.ip_address(up.address) in SNAT_NET, up
     assert up.address != SNAT_GATEWAY
-    assert up.peer == SNAT_GATEWAY
-    assert up.dns == [SNAT_GATEWAY]
-    assert tun_addresses == [f"{up.address} peer {SNAT_GATEWAY}/32"]
-    assert f"nameserver {SNAT_GATEWAY}" in resolv_text, resolv_text
+    check_client_run(run, tun=tun, peer=SNAT_GATEWAY, dns=[SNAT_GATEWAY],
+                     user=f"{USER}@{HUB}")
     assert restored == RESOLV_ORIGINAL, "the client did not put resolv.conf back"
-    assert f"dev {tun} " in route, route
-    assert replies == 3, "no echo replies from SecureNAT's gateway through our TUN"
-
-    assert len(sessions) == 1
-    assert sessions[0]["address"] == up.address
-    assert sessions[0]["user"] == f"{USER}@{HUB}"
-    assert after[0]["tx_bytes"] > sessions[0]["tx_bytes"]
-    assert after[0]["rx_bytes"] > sessions[0]["rx_bytes"]
     assert USER.upper() in hub_sessions.upper() and "L2TP" in hub_sessions, hub_sessions
     assert_no_traceback(client.log_text())
 
@@ -149,10 +127,7 @@ def test_client_ppp_to_softether(topology: Topology, tmp_path: Path, auth: str) 
         else:
             assert PROTO_PAP in ours
             assert acked_auth(pcap) == [(PROTO_PAP, None)]
-        icmp = tshark_fields(pcap, ["ip.src", "ip.dst", "icmp.type"], "icmp")
-        inner = [[r[0].split(",")[-1], r[1].split(",")[-1], r[2]] for r in icmp]
-        assert [up.address, SNAT_GATEWAY, "8"] in inner
-        assert [SNAT_GATEWAY, up.address, "0"] in inner
+        check_icmp_through(pcap, up.address, SNAT_GATEWAY)
         # RFC 2661 5.7: our StopCCN was acknowledged (and SoftEther's answer acked).
         assert stopccn_problems(pcap, LAC_IP, LNS_IP) == []
     assert tshark_problems(pcap, src=LAC_IP) == []
