@@ -104,6 +104,8 @@ class IPsecSection:
     certificate: str | None = field(default=None, metadata=_k(c.string))
     private_key: str | None = field(default=None, metadata=_k(c.string))
     ca: str | None = field(default=None, metadata=_k(c.string))
+    # certificate revocation lists (PEM or DER files), read at start
+    crl: list[str] = field(default_factory=list, metadata=_k(c.one_or_list(c.string)))
     dpd_delay: float = field(default=30.0, metadata=_k(c.number(0)))
     dpd_timeout: float = field(default=150.0, metadata=_k(c.number(0, gt=True)))
     ike_lifetime: float = field(default=28800.0, metadata=_k(c.number(0, gt=True)))
@@ -191,6 +193,7 @@ class ClientSection:
     certificate: str | None = field(default=None, metadata=_k(c.string))
     private_key: str | None = field(default=None, metadata=_k(c.string))
     ca: str | None = field(default=None, metadata=_k(c.string))
+    crl: list[str] = field(default_factory=list, metadata=_k(c.one_or_list(c.string)))
     legacy: bool = field(default=False, metadata=_k(c.boolean))
     auth: list[str] = field(
         default_factory=lambda: ["mschapv2"], metadata=_k(c.one_or_list(c.choice(AUTH_METHODS)))

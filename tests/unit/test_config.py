@@ -78,6 +78,7 @@ SERVER_DEFAULTS: dict[str, dict[str, Any]] = {
         "certificate": None,
         "private_key": None,
         "ca": None,
+        "crl": [],
         "dpd_delay": 30.0,
         "dpd_timeout": 150.0,
         "ike_lifetime": 28800.0,
@@ -106,6 +107,7 @@ CLIENT_DEFAULTS: dict[str, Any] = {
     "certificate": None,
     "private_key": None,
     "ca": None,
+    "crl": [],
     "legacy": False,
     "auth": ["mschapv2"],
     "routes": [],
@@ -300,6 +302,8 @@ SERVER_BAD: list[tuple[str, str, str, str]] = [
     ("ipsec", "certificate", "3", "non-empty string"),
     ("ipsec", "private_key", '""', "non-empty string"),
     ("ipsec", "ca", "[]", "non-empty string"),
+    ("ipsec", "crl", "[]", "non-empty list"),
+    ("ipsec", "crl", '["a.crl", ""]', "item 2: expected a non-empty string"),
     ("ipsec", "dpd_delay", "-1", "a number >= 0"),
     ("ipsec", "dpd_timeout", "0", "a number > 0"),
     ("ipsec", "ike_lifetime", "0", "a number > 0"),
@@ -378,6 +382,7 @@ CLIENT_BAD: list[tuple[str, str, str]] = [
     ("certificate", "3", "non-empty string"),
     ("private_key", "''", "non-empty string"),
     ("ca", "[]", "non-empty string"),
+    ("crl", '["x.crl", "x.crl"]', "listed twice"),
     ("auth", '"md5"', "item 1: expected one of"),
     ("auth", "[]", "non-empty list"),
     ("routes", '["x"]', '"default" or a network'),
@@ -677,8 +682,8 @@ def test_client_certificate_keys(text: str, message: str) -> None:
     assert str(e.value).startswith(message)
     ok = parse_client_config(
         '[client]\nserver = "198.18.0.1"\ncertificate = "c.pem"\nprivate_key = "k.pem"\n'
-        'ca = "ca.pem"\n'
+        'ca = "ca.pem"\ncrl = "revoked.crl"\n'
     )
-    assert (ok.client.certificate, ok.client.private_key, ok.client.ca) == (
-        "c.pem", "k.pem", "ca.pem"
+    assert (ok.client.certificate, ok.client.private_key, ok.client.ca, ok.client.crl) == (
+        "c.pem", "k.pem", "ca.pem", ["revoked.crl"]
     )
