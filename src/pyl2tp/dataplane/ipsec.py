@@ -56,6 +56,7 @@ class _Installed:
     peer_ip: str = ""
     defer_send: bool = False  # a rekey we initiated: send on it once the peer uses it
     soft_reported: bool = False
+    hard_reported: bool = False
 
 
 def l2tp_peer_of(child: ChildSA) -> Addr:
@@ -76,6 +77,8 @@ class IPsecLayer:
         self._by_peer: dict[Addr, _Installed] = {}
         #: child SAs whose outbound soft limit was reached (the shell drains it and rekeys)
         self.soft_limited: list[ChildSA] = []
+        #: child SAs past their hard byte or packet limit (the shell has them deleted)
+        self.hard_limited: list[ChildSA] = []
 
     def install(self, child: ChildSA, *, defer_send: bool = False) -> Addr:
         """Start using `child`; returns its L2TP peer. A newer SA for a peer replaces the older
@@ -148,9 +151,7 @@ class IPsecLayer:
             self.stats.not_l2tp += 1
             return None
         entry.inner_port = udp.sport
-        if not entry.soft_reported and entry.inbound.soft_limit_reached:
-            entry.soft_reported = True
-            self.soft_limited.append(entry.child)
+        self._limits(entry, entry.inbound.soft_limit_reached, entry.inbound.hard_limit_reached)
         if entry.defer_send:
             # The peer sends on the new SA, so it has it: switch sending over.
             entry.defer_send = False
@@ -159,6 +160,15 @@ class IPsecLayer:
             # The NAT moved the peer's mapping: follow it (RFC 3947 5.2 spirit).
             self._move(entry, source)
         return udp.payload, entry.l2tp_peer
+
+    def _limits(self, entry: _Installed, soft: bool, hard: bool) -> None:
+        """Report a soft limit (rekey) or a hard one (delete) once per SA."""
+        if hard and not entry.hard_reported:
+            entry.hard_reported = True
+            self.hard_limited.append(entry.child)
+        elif soft and not entry.soft_reported:
+            entry.soft_reported = True
+            self.soft_limited.append(entry.child)
 
     def _move(self, entry: _Installed, source: Addr) -> None:
         if self._by_peer.get(entry.l2tp_peer) is entry:
@@ -186,9 +196,9 @@ class IPsecLayer:
             self.stats.dropped += 1
             return None
         self.stats.esp_out += 1
-        if not entry.soft_reported and entry.outbound.soft_limit_reached:
-            entry.soft_reported = True
-            self.soft_limited.append(entry.child)
+        self._limits(
+            entry, entry.outbound.soft_limit_reached, entry.outbound.hard_limit_reached
+        )
         child = entry.child
         if child.udp_encap:
             return packet, entry.l2tp_peer, True

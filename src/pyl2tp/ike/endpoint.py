@@ -11,9 +11,9 @@ lifetime (or when the shell reports its ESP soft limit, ``child_soft_limit``) a 
 Mode runs; the old child is deleted a grace period after the new one is up. At
 ``REKEY_FRACTION`` of the ISAKMP SA's lifetime a new Main Mode runs (no INITIAL-CONTACT);
 when it is up the old ISAKMP SA is deleted and the child SAs live on. A responder keeps
-every child SA until the peer deletes it or its hard lifetime ends.
-Not implemented: Aggressive Mode as initiator (as responder only if configured),
-certificates, kilobyte lifetimes in proposals.
+every child SA until the peer deletes it or its hard lifetime ends (seconds, or the
+kilobytes the shell reports through ``child_hard_limit``).
+Not implemented: Aggressive Mode as initiator (as responder only if configured).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from pyl2tp.ike.sa import (
     Outstanding,
     QuickExchange,
     RekeyState,
+    TunnelSelectors,
 )
 from pyl2tp.keylog import KeyLog
 from pyl2tp.wire.isakmp import (
@@ -47,7 +48,9 @@ from pyl2tp.wire.isakmp import (
     split_payloads,
 )
 
-__all__ = ["Addr", "ChildSA", "IKEConfig", "IKEEndpoint", "IKESAInfo", "IKEStats"]
+__all__ = [
+    "Addr", "ChildSA", "IKEConfig", "IKEEndpoint", "IKESAInfo", "IKEStats", "TunnelSelectors",
+]
 
 log = logging.getLogger("pyl2tp.ike")
 _ZERO = bytes(8)
@@ -197,10 +200,15 @@ class IKEEndpoint(QuickMode):
 
     # -- commands -----------------------------------------------------------------------
 
-    def initiate(self, peer_ip: str, now: float, *, local: Addr, l2tp: bool = True) -> None:
+    def initiate(
+        self, peer_ip: str, now: float, *, local: Addr, l2tp: bool = True,
+        tunnel: TunnelSelectors | None = None,
+    ) -> None:
         """Start Main Mode to ``peer_ip`` (port 500, or 4500 if ``local`` is on 4500),
-        then Quick Mode for L2TP (UDP/1701 transport) if ``l2tp``."""
-        self._mm_initiate(peer_ip, local, now, l2tp)
+        then Quick Mode: for a tunnel-mode child between ``tunnel``'s subnets if given
+        (UDP-encapsulated behind a NAT), else for L2TP (UDP/1701 transport) if ``l2tp``."""
+        sa = self._mm_initiate(peer_ip, local, now, l2tp and tunnel is None)
+        sa.tunnel = tunnel
 
     def delete_child(self, child: ChildSA, now: float) -> None:
         """Delete a child SA and tell the peer (RFC 2408 3.15)."""
@@ -281,6 +289,20 @@ class IKEEndpoint(QuickMode):
         if child.inbound.spi in self._children and self.config.rekey:
             self._rekey_child(child, now, "ESP soft limit")
 
+    def child_hard_limit(self, child: ChildSA, now: float) -> None:
+        """The ESP layer reports ``child``'s hard byte (or packet) limit in either
+        direction (``hard_limit_reached``): the SA is over; delete it, telling the peer."""
+        if child.inbound.spi not in self._children:
+            return
+        what = f"{child.lifetime_kb} KB" if child.lifetime_kb else "sequence numbers"
+        log.warning(
+            "IKE peer %s: child SA in %08x out %08x reached its hard lifetime (%s)",
+            fmt_peer(child.peer), child.inbound.spi, child.outbound.spi, what,
+        )
+        self._delete_child_now(
+            child, "kilobyte lifetime expired" if child.lifetime_kb else "ESP hard limit"
+        )
+
     def _rekey_child(self, child: ChildSA, now: float, why: str) -> None:
         st = self._rekey.get(child.inbound.spi)
         if st is None or st.rekeying or st.delete_at is not None:
@@ -301,7 +323,8 @@ class IKEEndpoint(QuickMode):
             "IKE peer %s: rekeying child SA in %08x out %08x (%s)",
             fmt_peer(child.peer), child.inbound.spi, child.outbound.spi, why,
         )
-        self._qm_initiate(sa, now, replaces=child.inbound.spi)
+        # a tunnel keeps its selectors (None for L2TP transport)
+        self._qm_initiate(sa, now, replaces=child.inbound.spi, selectors=child.selectors)
 
     def _rekey_failed(self, qx: QuickExchange, now: float) -> None:
         st = self._rekey.get(qx.replaces) if qx.replaces is not None else None

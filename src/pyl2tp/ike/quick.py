@@ -23,7 +23,7 @@ from pyl2tp.ike.events import ChildSAEstablished, NegotiationFailed
 from pyl2tp.ike.informational import fmt_peer
 from pyl2tp.ike.phase1 import NONCE_SIZE, MainMode
 from pyl2tp.ike.proposals import Group, Phase2Choice
-from pyl2tp.ike.sa import IKESA, ChildSA, QuickExchange
+from pyl2tp.ike.sa import IKESA, ChildSA, QuickExchange, TunnelSelectors
 from pyl2tp.wire.isakmp import (
     Attribute,
     EncapsulationMode,
@@ -54,6 +54,7 @@ _M = EncapsulationMode
 _UDP_PROTO = 17
 # RFC 2407 4.5: without a lifetime attribute, an SA lives 28800 seconds.
 _DEFAULT_LIFETIME = 28800
+_MAX_DURATION = 0xFFFFFFFF
 #: a kilobyte lifetime's soft limit, as a fraction of it
 KB_SOFT_FRACTION = 0.85
 
@@ -62,8 +63,8 @@ class QuickMode(MainMode):
     """Quick Mode, both roles."""
 
     def _phase1_done(self, sa: IKESA, now: float) -> None:
-        if sa.initiator and sa.l2tp:
-            self._qm_initiate(sa, now)
+        if sa.initiator and (sa.l2tp or sa.tunnel is not None):
+            self._qm_initiate(sa, now, selectors=sa.tunnel)
 
     def _new_spi(self) -> bytes:
         pending = {q.our_spi for s in self._sas.values() for q in s.quick.values()}
@@ -75,20 +76,28 @@ class QuickMode(MainMode):
 
     # -- initiator ------------------------------------------------------------------------
 
-    def _qm_initiate(self, sa: IKESA, now: float, replaces: int | None = None) -> None:
-        """QM1 for L2TP: transport mode, UDP-encapsulated when a NAT was detected.
+    def _qm_initiate(
+        self, sa: IKESA, now: float, replaces: int | None = None,
+        selectors: TunnelSelectors | None = None,
+    ) -> None:
+        """QM1: for L2TP (transport mode, IDs UDP/1701) or, with ``selectors``, for a
+        tunnel (IDs of the two subnets); UDP-encapsulated when a NAT was detected.
 
         ``replaces``: the inbound SPI of the child SA this Quick Mode rekeys.
         """
         assert sa.prf is not None and sa.keys is not None
         cfg = self.config
         udp = sa.nat_t and sa.nat
-        if udp:
+        tunnel = selectors is not None
+        if udp and tunnel:  # RFC 3947 5.1 (the drafts' numbers with a draft peer)
+            mode = _M.UDP_TUNNEL_DRAFT if sa.nat_t_draft else _M.UDP_TUNNEL
+        elif udp:
             mode = _M.UDP_TRANSPORT_DRAFT if sa.nat_t_draft else _M.UDP_TRANSPORT
         else:
-            mode = _M.TRANSPORT
+            mode = _M.TUNNEL if tunnel else _M.TRANSPORT
         qx = QuickExchange(self._message_id(), True, self._new_spi(), created=now)
         qx.replaces = replaces
+        qx.selectors = selectors
         qx.ni_b = self._rng(NONCE_SIZE)
         pfs = None if cfg.pfs_group is None else Group(cfg.pfs_group)
         proposal = cfg.policy.phase2_sa(
@@ -99,11 +108,19 @@ class QuickMode(MainMode):
         if pfs is not None:
             qx.dh, public = get_group(pfs).generate(self._rng)
             payloads.append(KEPayload(public))
-        payloads += [
-            IDPayload.from_address(sa.local[0], _UDP_PROTO, cfg.l2tp_port),
-            IDPayload.from_address(sa.peer[0], _UDP_PROTO, cfg.l2tp_port),
-        ]
-        if udp:
+        if selectors is not None:
+            # RFC 2407 4.6.2: IDci, IDcr of the subnets behind each end, any protocol.
+            qx.ids = (
+                IDPayload.from_network(selectors.local),
+                IDPayload.from_network(selectors.remote),
+            )
+        else:
+            qx.ids = (
+                IDPayload.from_address(sa.local[0], _UDP_PROTO, cfg.l2tp_port),
+                IDPayload.from_address(sa.peer[0], _UDP_PROTO, cfg.l2tp_port),
+            )
+        payloads += qx.ids
+        if udp and not tunnel:
             # RFC 3947 5.2: our original address and the responder's, for transport mode.
             draft = bool(sa.nat_t_draft)
             payloads += [
@@ -112,6 +129,7 @@ class QuickMode(MainMode):
             ]
             qx.nat_oa = (sa.local[0], sa.peer[0])
         qx.lifetime = cfg.sa_lifetime
+        qx.lifetime_kb = cfg.sa_lifetime_kb
         qx.offered = proposal
         qx.state = "qm1"
         prf, skeyid_a, mid = sa.prf, sa.keys.skeyid_a, qx.message_id
@@ -136,6 +154,7 @@ class QuickMode(MainMode):
         sas = [p for p in payloads if isinstance(p, SAPayload)]
         nonces = [p for p in payloads if isinstance(p, NoncePayload)]
         kes = [p for p in payloads if isinstance(p, KEPayload)]
+        ids = tuple(p for p in payloads if isinstance(p, IDPayload))
         if len(sas) != 1 or len(nonces) != 1:
             raise ParseError("QM2 without SA and nonce")
         choice = self.config.policy.match_phase2(sas[0])
@@ -146,20 +165,28 @@ class QuickMode(MainMode):
         ):
             self._qm_failed(sa, qx, "responder chose a proposal we did not offer", now)
             return
+        if qx.selectors is not None and ids != qx.ids:
+            # RFC 2409 5.5: the responder returns the client IDs it was sent, unchanged
+            # (a narrower or wider tunnel would not be the one we asked for).
+            self._qm_failed(sa, qx, "responder changed the tunnel IDs", now)
+            return
         qx.nr_b = nonces[0].data
         if qx.dh is not None:
             if len(kes) != 1 or choice.group is None:
                 raise ParseError("QM2 without KE under PFS")
             qx.gqm_xy = get_group(choice.group).shared(qx.dh, kes[0].data)
         qx.choice = choice
-        for p in payloads:
-            if isinstance(p, NotifyPayload) and p.notify_type == NotifyType.RESPONDER_LIFETIME:
-                life = _lifetime_seconds(p.data)
-                if life is not None:
-                    qx.lifetime = min(qx.lifetime, float(life))
         if choice.lifetime is not None:
             qx.lifetime = min(qx.lifetime, float(choice.lifetime))
-        qx.lifetime_kb = choice.lifetime_kb or 0
+        qx.lifetime_kb = _min_kb(qx.lifetime_kb, choice.lifetime_kb or 0)
+        for p in payloads:
+            if isinstance(p, NotifyPayload) and p.notify_type == NotifyType.RESPONDER_LIFETIME:
+                # RFC 2407 4.6.3.1: the responder's shorter lifetimes, seconds and/or KB
+                secs, kb = _responder_lifetime(p.data)
+                if secs is not None:
+                    qx.lifetime = min(qx.lifetime, float(secs))
+                if kb is not None:
+                    qx.lifetime_kb = _min_kb(qx.lifetime_kb, kb)
         reply = encode_message(
             self._header(sa, ExchangeType.QUICK, mid),
             [HashPayload(quick_hash3(sa.prf, sa.keys.skeyid_a, mid, qx.ni_b, qx.nr_b))],
@@ -231,18 +258,34 @@ class QuickMode(MainMode):
                 ]
         if oas:
             qx.nat_oa = (str(oas[0].ip()), str(oas[1].ip()) if len(oas) > 1 else sa.local[0])
+        if choice.encapsulation.is_transport or len(ids) != 2:
+            qx.selectors = None
+        else:
+            qx.selectors = _selectors(ids[1], ids[0])  # IDcr is ours, IDci the peer's
         peer_life = choice.lifetime if choice.lifetime is not None else _DEFAULT_LIFETIME
         qx.lifetime = min(float(peer_life), cfg.sa_lifetime)
+        # RFC 2407 4.5: no kilobyte attribute means no kilobyte limit.
+        peer_kb = choice.lifetime_kb or 0
+        qx.lifetime_kb = _min_kb(peer_kb, cfg.sa_lifetime_kb)
+        # RFC 2407 4.6.3.1: tell the initiator which lifetimes we keep shorter (one notify,
+        # seconds and kilobytes alike).
+        attrs: list[Attribute] = []
         if peer_life > cfg.sa_lifetime:
-            # RFC 2407 4.6.3.1: tell the initiator we use a shorter lifetime.
-            attrs = encode_attributes(
-                [
-                    Attribute(IPsecAttributeType.SA_LIFE_TYPE, LifeType.SECONDS),
-                    Attribute.of(IPsecAttributeType.SA_LIFE_DURATION, int(cfg.sa_lifetime)),
-                ]
-            )
+            attrs += [
+                Attribute(IPsecAttributeType.SA_LIFE_TYPE, LifeType.SECONDS),
+                Attribute.of(IPsecAttributeType.SA_LIFE_DURATION, int(cfg.sa_lifetime)),
+            ]
+        if qx.lifetime_kb != peer_kb:
+            attrs += [
+                Attribute(IPsecAttributeType.SA_LIFE_TYPE, LifeType.KILOBYTES),
+                Attribute.of(IPsecAttributeType.SA_LIFE_DURATION, qx.lifetime_kb),
+            ]
+        if attrs:
             out.append(
-                NotifyPayload(NotifyType.RESPONDER_LIFETIME, choice.peer_spi, attrs, ProtocolID.ESP)
+                NotifyPayload(
+                    NotifyType.RESPONDER_LIFETIME, choice.peer_spi, encode_attributes(attrs),
+                    ProtocolID.ESP,
+                )
             )
         qx.state = "qm2"
         sa.quick[mid] = qx
@@ -328,10 +371,12 @@ class QuickMode(MainMode):
         local = (sa.local[0], sa.local[1] if udp else 0)
         peer = (sa.peer[0], sa.peer[1] if udp else 0)
         prf, skeyid_d = sa.prf, sa.keys.skeyid_d
-        # Kilobyte lifetime (initiator; we rekey): the ESP layer reports the soft limit of
-        # either direction (shell -> child_soft_limit); the rekey replaces the SA well
-        # before the hard limit, which is not enforced.
-        soft = int(qx.lifetime_kb * 1024 * KB_SOFT_FRACTION)
+        # Kilobyte lifetime (RFC 2407 4.5), each direction counted apart. Initiator (we
+        # rekey): the ESP layer reports the soft limit of either direction (shell ->
+        # child_soft_limit) and the rekey replaces the SA before the hard limit. Responder:
+        # no soft limit; the hard limit ends the SA (shell -> child_hard_limit).
+        hard = qx.lifetime_kb * 1024
+        soft = int(hard * KB_SOFT_FRACTION) if qx.initiator else 0
 
         def params(spi: bytes) -> ESPParams:
             km = keymat(prf, skeyid_d, ProtocolID.ESP, spi, qx.ni_b, qx.nr_b,
@@ -349,20 +394,25 @@ class QuickMode(MainMode):
                 local_port=local[1],
                 peer_port=peer[1],
                 soft_bytes=soft,
+                hard_bytes=hard,
             )
 
         child = ChildSA(
             peer, local, udp, mode, params(qx.our_spi), params(peer_spi), sa.peer_id,
-            qx.nat_oa, qx.lifetime, now, sa.cookies,
+            qx.nat_oa, qx.lifetime, now, sa.cookies, qx.lifetime_kb,
+            qx.selectors if mode == "tunnel" else None,
         )
         self._children[child.inbound.spi] = child
         self.stats.child_sas += 1
         if self._keylog is not None:
             self._keylog.esp_pair(child.inbound, child.outbound)
         log.info(
-            "IKE peer %s: child SA up, %s %s%s, in %08x out %08x",
+            "IKE peer %s: child SA up, %s %s%s, in %08x out %08x%s%s",
             fmt_peer(sa.peer), suite.name, mode, " (UDP)" if udp else "",
             child.inbound.spi, child.outbound.spi,
+            "" if child.selectors is None
+            else f", {child.selectors.local} <-> {child.selectors.remote}",
+            f", {qx.lifetime_kb} KB" if qx.lifetime_kb else "",
         )
         self._child_made(sa, qx, child, now)
         self._emit(ChildSAEstablished(child, initiator=qx.initiator))
@@ -381,16 +431,34 @@ def _offered(ours: SAPayload | None, choice: Phase2Choice) -> bool:
     )
 
 
-def _lifetime_seconds(data: bytes) -> int | None:
-    """Seconds from the attributes of a RESPONDER-LIFETIME notify."""
+def _min_kb(a: int, b: int) -> int:
+    """The shorter of two kilobyte lifetimes, 0 meaning none."""
+    return min(a, b) if a and b else a or b
+
+
+def _responder_lifetime(data: bytes) -> tuple[int | None, int | None]:
+    """(seconds, kilobytes) from the attributes of a RESPONDER-LIFETIME notify
+    (RFC 2407 4.6.3.1: life type / duration pairs); None for what it does not carry."""
     try:
         attrs = decode_attributes(data)
     except ParseError:
-        return None
+        return None, None
+    found: dict[int, int] = {}
     life_type = None
     for a in attrs:
         if a.type == IPsecAttributeType.SA_LIFE_TYPE:
             life_type = a.as_int()
-        elif a.type == IPsecAttributeType.SA_LIFE_DURATION and life_type == LifeType.SECONDS:
-            return a.as_int()
-    return None
+        elif a.type == IPsecAttributeType.SA_LIFE_DURATION and life_type is not None:
+            value = min(a.as_int(), _MAX_DURATION)  # hostile input: no huge numbers
+            if value > 0:
+                found.setdefault(life_type, value)
+            life_type = None
+    return found.get(LifeType.SECONDS), found.get(LifeType.KILOBYTES)
+
+
+def _selectors(ours: IDPayload, peers: IDPayload) -> TunnelSelectors | None:
+    """Tunnel selectors from subnet or address IDs (None for other ID types)."""
+    try:
+        return TunnelSelectors(str(ours.network()), str(peers.network()))
+    except ValueError:
+        return None

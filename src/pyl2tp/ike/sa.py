@@ -7,6 +7,7 @@ keeps per ISAKMP SA and per Quick Mode message ID; none of their secrets reach r
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from pyl2tp.esp import ESPParams
@@ -14,7 +15,7 @@ from pyl2tp.ike.certs import Credentials
 from pyl2tp.ike.crypto import IkeSACrypto, Phase1Keys, Prf
 from pyl2tp.ike.dh import DHPrivateKey
 from pyl2tp.ike.proposals import Phase1Choice, Phase2Choice, Policy
-from pyl2tp.wire.isakmp import SAPayload
+from pyl2tp.wire.isakmp import IDPayload, SAPayload
 
 __all__ = [
     "IKESA",
@@ -26,9 +27,31 @@ __all__ = [
     "Outstanding",
     "QuickExchange",
     "RekeyState",
+    "TunnelSelectors",
 ]
 
 Addr = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelSelectors:
+    """A tunnel-mode child's traffic selectors, seen from our side: the networks behind
+    us (``local``) and behind the peer (``remote``), e.g. ``"198.18.46.0/24"``; a host
+    is a /32 (/128). Sent as IDci/IDcr of type ID_IPV4_ADDR_SUBNET or ID_IPV6_ADDR_SUBNET
+    (RFC 2407 4.6.2), any protocol and port."""
+
+    local: str
+    remote: str
+
+    def __post_init__(self) -> None:
+        a = ipaddress.ip_network(self.local)  # ValueError for host bits or bad text
+        b = ipaddress.ip_network(self.remote)
+        if a.version != b.version:
+            raise ValueError("tunnel selectors of different address families")
+
+    def swapped(self) -> TunnelSelectors:
+        """The same child as the peer sees it."""
+        return TunnelSelectors(self.remote, self.local)
 
 
 @dataclass(slots=True)
@@ -41,7 +64,9 @@ class IKEConfig:
     policy: Policy = field(default_factory=Policy)
     ike_lifetime: float = 28800.0
     sa_lifetime: float = 3600.0
-    sa_lifetime_kb: int = 0  # initiator: also propose a kilobyte lifetime (0: none)
+    # child SAs: also a kilobyte lifetime (RFC 2407 4.5; 0: none). The initiator proposes
+    # it; a responder takes the lower of it and the peer's, and says so when ours is lower.
+    sa_lifetime_kb: int = 0
     # RFC 3706: R-U-THERE after dpd_delay of silence; the peer is dead after dpd_timeout.
     dpd_delay: float = 30.0
     dpd_timeout: float = 150.0
@@ -75,6 +100,8 @@ class ChildSA:
     lifetime: float
     created: float
     ike_cookies: bytes  # icookie + rcookie of the IKE SA it belongs to
+    lifetime_kb: int = 0  # negotiated kilobyte lifetime (0: none)
+    selectors: TunnelSelectors | None = None  # tunnel mode with subnet or address IDs
 
     @property
     def suite_name(self) -> str:
@@ -146,15 +173,15 @@ class QuickExchange:
     gqm_xy: bytes = b""
     choice: Phase2Choice | None = None
     lifetime: float = 0.0
-    lifetime_kb: int = 0  # initiator: negotiated kilobyte lifetime (0: none)
-    id_ci: bytes | None = None  # ID bodies as sent (echoed by the responder)
-    id_cr: bytes | None = None
+    lifetime_kb: int = 0  # negotiated kilobyte lifetime (0: none)
+    ids: tuple[IDPayload, ...] = ()  # initiator: IDci, IDcr as sent (RFC 2409 5.5: echoed)
     nat_oa: tuple[str, str] | None = None
     offered: SAPayload | None = None  # initiator: our SA payload
     state: str = "start"
     created: float = 0.0
     outstanding: Outstanding | None = None
     replaces: int | None = None  # initiator rekey: inbound SPI of the child it replaces
+    selectors: TunnelSelectors | None = None  # tunnel mode: the IDs (ours, as sent/echoed)
 
 
 @dataclass(slots=True, repr=False)
@@ -171,6 +198,7 @@ class IKESA:
     state: str = "start"  # "mm1".."mm6", "established", "dead"
     last_seen: float = 0.0
     l2tp: bool = False  # initiator: start Quick Mode for L2TP after Main Mode
+    tunnel: TunnelSelectors | None = None  # initiator: or a tunnel-mode Quick Mode
     # phase 1 negotiation
     sai_b: bytes = b""
     choice: Phase1Choice | None = None

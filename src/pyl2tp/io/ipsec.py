@@ -155,7 +155,7 @@ class IPsecDriver:
         if result is None:
             return False
         data, l2tp_peer = result
-        if self.layer.soft_limited:
+        if self.layer.soft_limited or self.layer.hard_limited:
             self._loop.call_soon(self.transmit)
         self.l2tp.inject(data, l2tp_peer, (local[0], 1701), now)
         return True
@@ -188,7 +188,7 @@ class IPsecDriver:
             sock.sendto(packet, dest)
         except OSError:
             self.send_errors += 1
-        if self.layer.soft_limited:
+        if self.layer.soft_limited or self.layer.hard_limited:
             self._loop.call_soon(self.transmit)
         return True
 
@@ -199,6 +199,10 @@ class IPsecDriver:
             soft, self.layer.soft_limited = self.layer.soft_limited, []
             for child in soft:
                 ike.child_soft_limit(child, self.now())
+        if self.layer.hard_limited:
+            hard, self.layer.hard_limited = self.layer.hard_limited, []
+            for child in hard:
+                ike.child_hard_limit(child, self.now())
         for data, peer, local, nat_t in ike.datagrams_to_send(self.now()):
             table = self._natt if nat_t else self._ike
             sock = table.get(local[0]) or (next(iter(table.values())) if table else None)
