@@ -31,6 +31,7 @@ import pytest
 from pyl2tp.keylog import tshark_options
 from tests.harness.capture import Capture, tshark_fields, tshark_problems
 from tests.harness.linuxvm import LinuxVM, VMImage, require_image
+from tests.harness.linuxvm.guest import guest_cmd, guest_files
 from tests.harness.netns import Netns, Topology, wait_for
 from tests.harness.product import ProductProcess, assert_no_traceback
 
@@ -84,102 +85,7 @@ keylog = {_toml(str(work / "keylog.txt"))}
 """
 
 
-def _client_files(server_ip: str, forceencaps: bool) -> dict[str, str]:
-    """The classic client as the Linux guides (and NetworkManager-l2tp) set it up."""
-    encaps = "    forceencaps=yes\n" if forceencaps else ""
-    return {
-        "/etc/ipsec.conf": f"""\
-config setup
-    charondebug="ike 2, knl 2, net 1, cfg 1"
-
-conn %default
-    ikelifetime=60m
-    keylife=20m
-    rekeymargin=3m
-    keyingtries=1
-    keyexchange=ikev1
-    authby=secret
-    ike=aes256-sha1-modp2048,aes128-sha1-modp2048!
-    esp=aes256-sha1,aes128-sha1!
-
-conn vpn
-    left=%defaultroute
-    auto=add
-    type=transport
-    leftprotoport=17/1701
-    rightprotoport=17/1701
-    right={server_ip}
-{encaps}""",
-        "/etc/ipsec.secrets": f'%any {server_ip} : PSK "{PSK}"\n',
-        "/etc/xl2tpd/xl2tpd.conf": f"""\
-[lac vpn]
-lns = {server_ip}
-ppp debug = yes
-pppoptfile = /etc/ppp/options.l2tpd.client
-length bit = yes
-""",
-        "/etc/ppp/options.l2tpd.client": f"""\
-ipcp-accept-local
-ipcp-accept-remote
-refuse-eap
-refuse-pap
-refuse-chap
-refuse-mschap
-require-mschap-v2
-noccp
-noauth
-mtu 1280
-mru 1280
-noipdefault
-usepeerdns
-connect-delay 5000
-name "{USER}"
-password "{PASSWORD}"
-debug
-logfile /var/log/pppd.log
-""",
-    }
-
-
-# `ipsec up` exits 0 even when the connection fails (strongSwan 5.9.8 stroke): grep it.
-# xl2tpd is only told to connect once the SA is up, else it would send cleartext L2TP.
-CLIENT_CMD = f"""\
-ipsec start
-for i in $(seq 50); do ipsec status >/dev/null 2>&1 && break; sleep 0.2; done
-xl2tpd -D -c /etc/xl2tpd/xl2tpd.conf > /var/log/xl2tpd.log 2>&1 &
-for i in $(seq 50); do [ -p /run/xl2tpd/l2tp-control ] && break; sleep 0.2; done
-echo "===== ipsec up"
-ipsec up vpn > /tmp/up.log 2>&1; cat /tmp/up.log
-if ! grep -q "connection 'vpn' established successfully" /tmp/up.log; then
-    echo "ipsec-failed" > /sb/out/ppp-up
-    echo "===== charon.log"; cat /var/log/charon.log
-    exit 3
-fi
-ipsec statusall > /sb/out/statusall.txt 2>&1
-echo "===== c vpn"
-echo "c vpn" > /run/xl2tpd/l2tp-control
-# pppd puts the address on ppp0 before the link is up: wait for the peer route (ip-up)
-for i in $(seq 120); do
-    ip route get {POOL_LOCAL} 2>/dev/null | grep -q ' dev ppp0 ' && break; sleep 1
-done
-ip -4 addr show ppp0
-echo "route-to-pool: $(ip route get {POOL_LOCAL} | head -n 1)"
-# -I ppp0: the server namespace also owns {POOL_LOCAL} and would answer over eth0
-ping -I ppp0 -c 3 -W 5 {POOL_LOCAL}; rc_ping=$?
-addr=$(ip -4 -o addr show ppp0 | sed -n 's/.* inet \\([0-9.]*\\) peer \\([0-9.]*\\).*/\\1 \\2/p')
-echo "$addr $rc_ping" > /sb/out/ppp-up
-for i in $(seq 240); do [ -e /sb/in/flags/hangup ] && break; sleep 0.5; done
-echo "===== xfrm"; ip xfrm state; ip xfrm policy
-echo "===== ip l2tp"; ip l2tp show tunnel; ip l2tp show session
-echo "===== d vpn"
-echo "d vpn" > /run/xl2tpd/l2tp-control
-for i in $(seq 20); do ip link show ppp0 >/dev/null 2>&1 || break; sleep 0.5; done
-sleep 1
-echo "===== xl2tpd.log"; cat /var/log/xl2tpd.log
-echo "===== pppd.log"; cat /var/log/pppd.log
-echo "RESULT rc_ping=$rc_ping"
-[ "$rc_ping" = 0 ]
-"""
+CLIENT_CMD = guest_cmd(POOL_LOCAL, ipsec=True, hangup_wait=120)
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +164,8 @@ def test_linux_l2tp_ipsec_client_to_our_server(image: VMImage, topology: Topolog
     work = tmp_path / "w"
     pcap = tmp_path / "wire.pcap"
     with LinuxVM(first, tmp_path / "vm", guest_ip=GUEST_IP, host_ip=HOST_IP,
-                 files=_client_files(server_ip, mode == "forceencaps"), cmd=CLIENT_CMD,
+                 files=guest_files(server_ip, USER, PASSWORD, psk=PSK,
+                                   forceencaps=mode == "forceencaps"), cmd=CLIENT_CMD,
                  timeout=420, image=image) as vm:
         tap = vm.attach()  # the server binds its address before the VM boots
         ns, wire = _masquerade(topology, first) if nat else (first, tap)

@@ -19,6 +19,7 @@ import pytest
 
 from tests.harness.linuxvm import ImageUnavailable, LinuxVM, VMImage, require_image
 from tests.harness.linuxvm.build import apt_sources, find_mirrors, resolve_modules
+from tests.harness.linuxvm.guest import guest_cmd, guest_files
 from tests.harness.netns import Topology, wait_for
 from tests.harness.product import ProductProcess, assert_no_traceback
 
@@ -122,72 +123,16 @@ password = {toml(PASSWORD)}
 """
 
 
-# The classic Linux client without IPsec: xl2tpd LAC (kernel mode) + pppd, MS-CHAPv2 only.
-CLIENT_FILES = {
-    "/etc/xl2tpd/xl2tpd.conf": f"""\
-[lac vpn]
-lns = {HOST_IP}
-ppp debug = yes
-pppoptfile = /etc/ppp/options.l2tpd.client
-length bit = yes
-""",
-    "/etc/ppp/options.l2tpd.client": f"""\
-ipcp-accept-local
-ipcp-accept-remote
-refuse-eap
-refuse-pap
-refuse-chap
-refuse-mschap
-require-mschap-v2
-noccp
-noauth
-mtu 1280
-mru 1280
-noipdefault
-usepeerdns
-connect-delay 5000
-name "{USER}"
-password "{PASSWORD}"
-debug
-logfile /var/log/pppd.log
-""",
-}
-
-CLIENT_CMD = f"""\
-xl2tpd -D -c /etc/xl2tpd/xl2tpd.conf > /var/log/xl2tpd.log 2>&1 &
-for i in $(seq 50); do [ -p /run/xl2tpd/l2tp-control ] && break; sleep 0.2; done
-echo "===== c vpn"
-echo "c vpn" > /run/xl2tpd/l2tp-control
-# pppd puts the address on ppp0 before the link is up: wait for the peer route (ip-up)
-for i in $(seq 120); do
-    ip route get {POOL_LOCAL} 2>/dev/null | grep -q ' dev ppp0 ' && break; sleep 1
-done
-ip -4 addr show ppp0
-echo "route-to-pool: $(ip route get {POOL_LOCAL} | head -n 1)"
-# -I ppp0: the server namespace also owns {POOL_LOCAL} and would answer over eth0
-ping -I ppp0 -c 3 -W 5 {POOL_LOCAL}; rc_ping=$?
-addr=$(ip -4 -o addr show ppp0 | sed -n 's/.* inet \\([0-9.]*\\) peer \\([0-9.]*\\).*/\\1 \\2/p')
-echo "$addr $rc_ping" > /sb/out/ppp-up
-for i in $(seq 120); do [ -e /sb/in/flags/hangup ] && break; sleep 0.5; done
-echo "===== ip l2tp"; ip l2tp show tunnel; ip l2tp show session
-echo "===== d vpn"
-echo "d vpn" > /run/xl2tpd/l2tp-control
-for i in $(seq 20); do ip link show ppp0 >/dev/null 2>&1 || break; sleep 0.5; done
-sleep 2
-echo "===== xl2tpd.log"; cat /var/log/xl2tpd.log
-echo "===== pppd.log"; cat /var/log/pppd.log
-echo "RESULT rc_ping=$rc_ping"
-[ "$rc_ping" = 0 ]
-"""
-
-
 def test_kernel_l2tp_client_to_our_server(image: VMImage, topology: Topology,
                                           tmp_path: Path) -> None:
     """xl2tpd (kernel L2TP) + pppd (MS-CHAPv2) in the VM get an address from our LNS."""
     ns = topology.host("lns")
     work = tmp_path / "w"
+    # the classic Linux client without IPsec: xl2tpd LAC (kernel mode) + pppd, MS-CHAPv2 only
+    files = guest_files(HOST_IP, USER, PASSWORD)
+    cmd = guest_cmd(POOL_LOCAL, ipsec=False)
     with LinuxVM(ns, tmp_path / "vm", guest_ip=GUEST_IP, host_ip=HOST_IP,
-                 files=CLIENT_FILES, cmd=CLIENT_CMD, timeout=300, image=image) as vm:
+                 files=files, cmd=cmd, timeout=300, image=image) as vm:
         vm.attach()  # the server binds the TAP's address before the VM boots
         server = ProductProcess(ns, "server", _server_toml(work), work)
         try:

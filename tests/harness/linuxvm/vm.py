@@ -110,7 +110,8 @@ def _read(path: Path) -> str:
 class LinuxVM:
     """One run of the client VM attached to `ns`; a context manager that always cleans up.
 
-    `files` maps absolute guest paths to contents (mode 0600 for secrets, 0755 for
+    `files` maps absolute guest paths to contents (mode 0600 for secrets and files in a
+    "private" folder, 0755 for
     scripts starting with "#!", else 0644); `cmd` is the shell script to run; `timeout`
     bounds the whole run (boot included): qemu is killed by PID at that point, and cmd.sh
     gets `timeout - 30` seconds inside the guest so that logs are still collected.
@@ -200,7 +201,7 @@ class LinuxVM:
             dest = self.indir / "root" / path.lstrip("/")
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(content)
-            if dest.name in SECRET_FILES:
+            if dest.name in SECRET_FILES or dest.parent.name == "private":
                 dest.chmod(0o600)
             else:
                 dest.chmod(0o755 if content.startswith("#!") else 0o644)
