@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pyl2tp.dataplane.ipsec import IPsecLayer
 from pyl2tp.errors import ConfigError
@@ -27,6 +27,7 @@ def make_ipsec(
     certificate: str | None = None,
     private_key: str | None = None,
     ca: str | None = None,
+    crl: Sequence[str] = (),
     require: bool,
     dpd_delay: float,
     dpd_timeout: float,
@@ -41,13 +42,14 @@ def make_ipsec(
     """An IPsec driver bound to `l2tp`: IKE with a PSK and/or certificates, ESP for L2TP.
 
     With `certificate` and `private_key` (PEM), IKE authenticates with RSA signatures
-    (RFC 2409 5.1) and checks the peer's certificate against `ca`; a client then proposes
-    signatures only. Raises ConfigError if a file is unreadable or wrong.
+    (RFC 2409 5.1) and checks the peer's certificate against `ca` and the CRL files in
+    `crl`; a client then proposes signatures only. Raises ConfigError if a file is
+    unreadable or wrong.
     """
     credentials = None
     methods: list[AuthMethod] = []
     if certificate is not None and private_key is not None:
-        credentials = load_credentials(certificate, private_key, ca)
+        credentials = load_credentials(certificate, private_key, ca, crl=crl)
         methods.append(AuthMethod.RSA_SIGNATURE)
         log.info("IKE: RSA signatures with %s", credentials.certificate.subject.rfc4514_string())
     if psk is not None:

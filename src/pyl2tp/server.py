@@ -96,6 +96,7 @@ class Server:
                 certificate=ipsec.certificate,
                 private_key=ipsec.private_key,
                 ca=ipsec.ca,
+                crl=ipsec.crl,
                 require=ipsec.require,
                 dpd_delay=ipsec.dpd_delay,
                 dpd_timeout=ipsec.dpd_timeout,

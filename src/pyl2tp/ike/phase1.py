@@ -38,7 +38,6 @@ from pyl2tp.ike.proposals import AuthMethod, Phase1Choice
 from pyl2tp.ike.sa import IKESA, Addr
 from pyl2tp.wire.isakmp import (
     CertPayload,
-    CertRequestPayload,
     ExchangeType,
     HashPayload,
     IDPayload,
@@ -189,15 +188,17 @@ class MainMode(Informational):
         return sa.choice is not None and sa.choice.auth_method == AuthMethod.RSA_SIGNATURE
 
     def _cert_request(self, sa: IKESA) -> list[Payload]:
-        """RFC 2408 3.10: ask for an X.509 signature certificate (encoding 4)."""
-        return [CertRequestPayload(4)] if self._sig(sa) else []
+        """RFC 2408 3.10: CERTREQ for X.509 certificates from the CAs we trust."""
+        creds = self.config.credentials
+        return [*creds.cert_requests()] if self._sig(sa) and creds is not None else []
 
     def _proof(self, sa: IKESA, digest: bytes) -> list[Payload]:
-        """HASH for a PSK; CERT and SIG over the hash for signatures (RFC 2409 5.1)."""
+        """HASH for a PSK; for signatures our CERT, one CERT per intermediate CA (RFC 2408
+        3.9) and SIG over the hash (RFC 2409 5.1)."""
         creds = self.config.credentials
         if not self._sig(sa) or creds is None:
             return [HashPayload(digest)]
-        return [CertPayload(4, creds.cert_der), SignaturePayload(creds.sign(digest))]
+        return [*(CertPayload(4, d) for d in creds.cert_ders), SignaturePayload(creds.sign(digest))]
 
     def _check_proof(
         self, sa: IKESA, raws: list[RawPayload], id_raw: RawPayload, expected: bytes
@@ -218,7 +219,7 @@ class MainMode(Informational):
         peer_id = id_raw.decode()
         assert isinstance(peer_id, IDPayload)
         try:
-            sa.peer_dn = creds.check_proof(x509s[0], peer_id, expected, sigs[0].data)
+            sa.peer_dn = creds.check_proof(x509s, peer_id, expected, sigs[0].data)
         except CertError as e:
             return str(e)
         return None
