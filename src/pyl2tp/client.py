@@ -331,7 +331,7 @@ class ClientRunner:
         waiter = self._sa_waiter
         if isinstance(event, ChildSAEstablished):
             print(
-                f"IPsec up: {event.child.outbound.enc}/{event.child.outbound.auth}"
+                f"IPsec up: {event.child.outbound.transform}"
                 f" {event.child.mode}{' in UDP 4500' if event.child.udp_encap else ''}",
                 flush=True,
             )

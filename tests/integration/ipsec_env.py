@@ -52,7 +52,7 @@ PSK = "it-pre-shared-key"
 
 #: what the client prints when its ESP SA is installed (src/pyl2tp/client.py)
 IPSEC_UP = re.compile(
-    r"^IPsec up: (?P<enc>[\w-]+)/(?P<auth>[\w-]+) (?P<mode>\w+)(?P<udp> in UDP 4500)?$",
+    r"^IPsec up: (?P<enc>[\w-]+)(?:/(?P<auth>[\w-]+))? (?P<mode>\w+)(?P<udp> in UDP 4500)?$",
     re.MULTILINE,
 )
 ROOT_WARNING = "This could be dangerous"
@@ -66,7 +66,7 @@ class IPsecUp:
     """The client's `IPsec up:` line, parsed."""
 
     enc: str
-    auth: str
+    auth: str  # "null" for AEAD (the line then names the cipher alone)
     mode: str
     udp_encap: bool
 
@@ -131,7 +131,7 @@ def ipsec_up(client: ProductProcess) -> IPsecUp | None:
     if not found:
         return None
     m = found[-1]
-    return IPsecUp(m["enc"], m["auth"], m["mode"], m["udp"] is not None)
+    return IPsecUp(m["enc"], m["auth"] or "null", m["mode"], m["udp"] is not None)
 
 
 def wait_ipsec_up(client: ProductProcess, timeout: float = 30) -> IPsecUp:

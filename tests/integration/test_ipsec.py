@@ -117,7 +117,7 @@ def test_ipsec_session_up_and_capture_is_encrypted(make_vpn: MakeVpn, tmp_path: 
         vpn.client.start()
         up = wait_ipsec_up(vpn.client)
         assert (up.enc, up.auth, up.mode, up.udp_encap) == (
-            "aes-cbc", "hmac-sha256-128", "transport", False)
+            "aes-gcm-16", "null", "transport", False)
         conn = wait_up(vpn.client, vpn.cli, vpn.client_tun)
         assert conn.peer == POOL_LOCAL
         assert ping(vpn.cli, POOL_LOCAL, 5) == 5
@@ -126,12 +126,12 @@ def test_ipsec_session_up_and_capture_is_encrypted(make_vpn: MakeVpn, tmp_path: 
         assert len(sessions) == 1
         assert sessions[0]["user"] == ALICE.name
         assert sessions[0]["address"] == conn.address
-        assert sessions[0]["ipsec"] == "aes-cbc/hmac-sha256-128 transport"
+        assert sessions[0]["ipsec"] == "aes-gcm-16 transport"
         status = ipsec_status(vpn.server)
         assert len(status["sas"]) == 1
         sa = status["sas"][0]
         assert (sa["enc"], sa["auth"], sa["mode"], sa["udp_encap"]) == (
-            "aes-cbc", "hmac-sha256-128", "transport", False)
+            "aes-gcm-16", "null", "transport", False)
         assert sa["packets_in"] > 0 and sa["packets_out"] > 0
         esp = status["esp"]
         assert esp["esp_in"] > 0 and esp["esp_out"] > 0

@@ -586,12 +586,12 @@ def test_our_phase2_proposal() -> None:
         assert choice is not None and choice.group == Group.ECP256
         suites.append(choice.suite.name)
     assert suites == [
+        "aes256gcm16",
+        "aes128gcm16",
         "aes256-sha256",
         "aes128-sha256",
         "aes256-sha1",
         "aes128-sha1",
-        "aes256gcm16",
-        "aes128gcm16",
     ]
     legacy = Policy(legacy=True)
     legacy_sa = legacy.phase2_sa(b"\x00\x00\x00\x01", EncapsulationMode.TRANSPORT)

@@ -231,4 +231,4 @@ class IPsecLayer:
         if entry is None:
             return None
         c = entry.child
-        return f"{c.outbound.enc}/{c.outbound.auth} {c.mode}{' udp-encap' if c.udp_encap else ''}"
+        return f"{c.outbound.transform} {c.mode}{' udp-encap' if c.udp_encap else ''}"

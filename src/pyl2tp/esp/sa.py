@@ -163,6 +163,12 @@ class ESPParams:
     soft_bytes: int = 0
     hard_bytes: int = 0
 
+    @property
+    def transform(self) -> str:
+        """The algorithms as people read them: ``aes-cbc/hmac-sha1-96``, or ``aes-gcm-16``
+        alone for AEAD."""
+        return self.enc if self.auth == "null" else f"{self.enc}/{self.auth}"
+
     def __post_init__(self) -> None:
         if not 0 < self.spi <= 0xFFFFFFFF:
             raise ValueError(f"SPI {self.spi:#x} out of range")

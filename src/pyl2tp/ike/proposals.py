@@ -237,12 +237,12 @@ DEFAULT_INITIATOR_IKE: tuple[IkeSuite, ...] = (
 
 _GCM, _CBC = ESPTransformID.ESP_AES_GCM_16, ESPTransformID.ESP_AES_CBC
 DEFAULT_INITIATOR_ESP: tuple[EspSuite, ...] = (
+    EspSuite(_GCM, 256, None),
+    EspSuite(_GCM, 128, None),
     EspSuite(_CBC, 256, AuthAlgorithm.HMAC_SHA2_256),
     EspSuite(_CBC, 128, AuthAlgorithm.HMAC_SHA2_256),
     EspSuite(_CBC, 256, AuthAlgorithm.HMAC_SHA1),
     EspSuite(_CBC, 128, AuthAlgorithm.HMAC_SHA1),
-    EspSuite(_GCM, 256, None),
-    EspSuite(_GCM, 128, None),
     EspSuite(ESPTransformID.ESP_3DES, 192, AuthAlgorithm.HMAC_SHA1),  # legacy only
 )
 
