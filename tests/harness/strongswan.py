@@ -1,17 +1,25 @@
-"""strongSwan charon (kernel-libipsec) as an IKEv1 peer, and a socket runner for our IKE.
+"""strongSwan charon (kernel-libipsec) as an IKEv1 peer, and a tiny tunnel-mode gateway
+around our IKE.
 
 charon runs in a test namespace with its own tmpfs /run (its pid file is fixed) and its
 own vici socket; ``swanctl`` talks to it. libipsec does ESP in user space, always
-UDP-encapsulated on 4500 (strongSwan 5.9.8), in tunnel mode only.
+UDP-encapsulated on 4500 (strongSwan 5.9.8; charon fakes NAT-D so NAT-T is forced), in
+tunnel mode only.
 
-``python -m tests.harness.strongswan OUT LOCAL_IP PSK [PEER_IP]`` runs our
-:class:`pyl2tp.ike.endpoint.IKEEndpoint` on LOCAL_IP:500/4500 (initiating to PEER_IP if
-given; Aggressive Mode answered if PYL2TP_TEST_IKE_AGGRESSIVE=1) and writes one JSON
-line per event, and per ESP packet received, to OUT.
+``python -m tests.harness.strongswan OUT LOCAL_IP PSK [--peer IP] [--tunnel LOCAL REMOTE]
+[--inner ADDR] [--aggressive]`` runs our :class:`pyl2tp.ike.endpoint.IKEEndpoint` on
+LOCAL_IP:500/4500, initiating to ``--peer`` if given (a tunnel-mode child between the
+``--tunnel`` subnets, else L2TP transport), answering Aggressive Mode if ``--aggressive``.
+With ``--tunnel`` it is also a gateway: a TUN device holds ``--inner`` (/32) with a route
+to the remote subnet; ESP from the peer (UDP 4500) is decrypted with
+:class:`pyl2tp.esp.InboundSA` and the inner packet written to the TUN, packets read from
+the TUN are encrypted with an :class:`pyl2tp.esp.OutboundSA` and sent to the peer. One JSON
+line per IKE event, and per ESP packet (the first few with their bytes), goes to OUT.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -160,10 +168,14 @@ def charon_keys(log: str) -> dict[str, bytes]:
 
 # -- our endpoint on real sockets (run inside a namespace) -----------------------------------
 
+ESP_LOGGED = 5  # ESP packets whose bytes go to OUT (the test decrypts one itself)
+_IPV4 = 4  # ESP next header of a tunnelled IPv4 packet (RFC 4303 2.6)
+
 
 def _params(p: Any) -> dict[str, Any]:
     return {"spi": p.spi, "enc": p.enc, "enc_key": p.enc_key.hex(), "auth": p.auth,
-            "auth_key": p.auth_key.hex(), "mode": p.mode, "udp_encap": p.udp_encap}
+            "auth_key": p.auth_key.hex(), "mode": p.mode, "udp_encap": p.udp_encap,
+            "hard_bytes": p.hard_bytes}
 
 
 def _event_json(ev: Any) -> dict[str, Any]:
@@ -171,18 +183,84 @@ def _event_json(ev: Any) -> dict[str, Any]:
     child = getattr(ev, "child", None)
     if child is not None:
         out.update(inbound=_params(child.inbound), outbound=_params(child.outbound),
-                   peer=list(child.peer), mode=child.mode, peer_id=child.peer_id)
+                   peer=list(child.peer), mode=child.mode, peer_id=child.peer_id,
+                   selectors=None if child.selectors is None
+                   else [child.selectors.local, child.selectors.remote])
     for name in ("peer_id", "suite_name", "reason", "notify"):
         if hasattr(ev, name):
             out[name] = getattr(ev, name)
     return out
 
 
-def run_ours(out_path: str, local_ip: str, psk: str, peer_ip: str | None,
-             duration: float = 60.0) -> None:
-    from pyl2tp.ike.endpoint import IKEConfig, IKEEndpoint
+class Gateway:
+    """Tunnel-mode ESP between a TUN device and the peer's UDP 4500 (RFC 3948)."""
 
-    aggressive = os.environ.get("PYL2TP_TEST_IKE_AGGRESSIVE") == "1"
+    def __init__(self, inner: str, remote: str, sock: socket.socket) -> None:
+        from pyl2tp.io.tun import open_tun
+
+        self.fd, self.name = open_tun("gw%d")
+        for argv in (["ip", "addr", "add", f"{inner}/32", "dev", self.name],
+                     ["ip", "link", "set", self.name, "up"],
+                     ["ip", "route", "add", remote, "dev", self.name, "src", inner]):
+            subprocess.run(argv, check=True)
+        self.sock = sock
+        self.inbound: dict[int, tuple[Any, Any]] = {}  # (InboundSA, ChildSA) by SPI
+        self.outbound: Any = None  # (OutboundSA, peer address) of the newest child
+        self.esp_in = self.esp_out = self.dropped = 0
+
+    def child_up(self, child: Any) -> None:
+        from pyl2tp.esp import InboundSA, OutboundSA
+
+        self.inbound[child.inbound.spi] = (InboundSA(child.inbound), child)
+        self.outbound = (OutboundSA(child.outbound, os.urandom), child.peer)
+
+    def child_down(self, child: Any) -> None:
+        self.inbound.pop(child.inbound.spi, None)
+        if self.outbound is not None and self.outbound[0].spi == child.outbound.spi:
+            self.outbound = None
+
+    def esp_received(self, packet: bytes) -> Any:
+        """Decrypt and deliver one ESP packet; the child SA it came on, or None."""
+        from pyl2tp.esp import ESPError
+
+        entry = self.inbound.get(int.from_bytes(packet[:4], "big"))
+        if entry is None:
+            self.dropped += 1
+            return None
+        sa, child = entry
+        try:
+            next_header, inner = sa.decrypt(packet)
+        except ESPError:
+            self.dropped += 1
+            return None
+        if next_header != _IPV4:
+            self.dropped += 1
+            return None
+        self.esp_in += 1
+        os.write(self.fd, inner)
+        return child
+
+    def tun_readable(self) -> None:
+        while True:
+            try:
+                packet = os.read(self.fd, 65535)
+            except BlockingIOError:
+                return
+            if self.outbound is None:
+                self.dropped += 1
+                continue
+            sa, peer = self.outbound
+            self.sock.sendto(sa.encrypt(packet, _IPV4), peer)
+            self.esp_out += 1
+
+
+def run_ours(out_path: str, local_ip: str, psk: str, peer_ip: str | None, *,
+             tunnel: tuple[str, str] | None = None, inner: str | None = None,
+             aggressive: bool = False, duration: float = 90.0) -> None:
+    from pyl2tp.ike.endpoint import IKEConfig, IKEEndpoint
+    from pyl2tp.ike.events import ChildSADeleted, ChildSAEstablished
+    from pyl2tp.ike.sa import TunnelSelectors
+
     config = IKEConfig(psk=psk.encode(), tunnel_ok=True, aggressive=aggressive)
     ep = IKEEndpoint(config, random_bytes=os.urandom)
     socks = {}
@@ -190,9 +268,13 @@ def run_ours(out_path: str, local_ip: str, psk: str, peer_ip: str | None,
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((local_ip, port))
         socks[port] = s
+    gw = Gateway(inner, tunnel[1], socks[4500]) if tunnel and inner else None
     out = open(out_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     if peer_ip:
-        ep.initiate(peer_ip, time.monotonic(), local=(local_ip, 500))
+        ts = TunnelSelectors(*tunnel) if tunnel else None
+        ep.initiate(peer_ip, time.monotonic(), local=(local_ip, 500), tunnel=ts)
+    logged = 0
+    readers: list[Any] = [*socks.values(), *([gw.fd] if gw else [])]
     deadline = time.monotonic() + duration
     while time.monotonic() < deadline:
         now = time.monotonic()
@@ -202,19 +284,33 @@ def run_ours(out_path: str, local_ip: str, psk: str, peer_ip: str | None,
             else:
                 socks[500].sendto(data, peer)
         for ev in ep.next_events():
+            if gw is not None and isinstance(ev, ChildSAEstablished):
+                gw.child_up(ev.child)
+            elif gw is not None and isinstance(ev, ChildSADeleted):
+                gw.child_down(ev.child)
             out.write(json.dumps(_event_json(ev)) + "\n")
         timer = ep.get_timer()
         wait = 0.2 if timer is None else max(0.0, min(0.2, timer - now))
-        ready, _, _ = select.select(list(socks.values()), [], [], wait)
+        ready, _, _ = select.select(readers, [], [], wait)
         now = time.monotonic()
         for s in ready:
+            if gw is not None and s == gw.fd:
+                gw.tun_readable()
+                continue
             data, addr = s.recvfrom(65535)
             port = s.getsockname()[1]
             if port == 4500:
-                if data == b"\xff":
+                if data == b"\xff":  # NAT-keepalive (RFC 3948 2.3)
                     continue
-                if data[:4] != b"\x00\x00\x00\x00":
-                    out.write(json.dumps({"event": "esp", "data": data.hex()}) + "\n")
+                if data[:4] != b"\x00\x00\x00\x00":  # ESP (RFC 3948 2.2)
+                    record: dict[str, Any] = {"event": "esp", "spi": data[:4].hex()}
+                    if logged < ESP_LOGGED:
+                        record["data"] = data.hex()
+                        logged += 1
+                    child = gw.esp_received(data) if gw is not None else None
+                    if child is not None:
+                        ep.child_traffic(child, now)  # RFC 3706 5: traffic, no DPD
+                    out.write(json.dumps(record) + "\n")
                     continue
                 data = data[4:]
             ep.datagram_received(data, addr, (local_ip, port), now, nat_t=port == 4500)
@@ -223,5 +319,19 @@ def run_ours(out_path: str, local_ip: str, psk: str, peer_ip: str | None,
             ep.handle_timer(now)
 
 
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="python -m tests.harness.strongswan")
+    ap.add_argument("out")
+    ap.add_argument("local_ip")
+    ap.add_argument("psk")
+    ap.add_argument("--peer", help="initiate to this address")
+    ap.add_argument("--tunnel", nargs=2, metavar=("LOCAL_NET", "REMOTE_NET"))
+    ap.add_argument("--inner", help="our address inside the tunnel (on the TUN device)")
+    ap.add_argument("--aggressive", action="store_true")
+    a = ap.parse_args(argv)
+    run_ours(a.out, a.local_ip, a.psk, a.peer, tunnel=tuple(a.tunnel) if a.tunnel else None,
+             inner=a.inner, aggressive=a.aggressive)
+
+
 if __name__ == "__main__":
-    run_ours(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
+    main(sys.argv[1:])

@@ -1,16 +1,18 @@
 """Our IKEv1 endpoint against strongSwan charon (kernel-libipsec), IKEv1 PSK.
 
+Both roles run a tunnel-mode child over UDP 4500 (libipsec forces NAT-T) between
+198.18.45.0/24 (behind charon) and 198.18.46.0/24 (behind our gateway, the socket runner of
+tests.harness.strongswan with a TUN device): pings go through both ways.
 Responder: charon initiates (Main Mode, and Aggressive Mode with our responder configured
-to answer it) a tunnel-mode child over UDP 4500; both sides list the SAs,
-and charon's ESP (a ping routed into its ipsec0) decrypts with our inbound SA.
-Initiator: our L2TP client proposes UDP-transport; charon answers Quick Mode (libipsec
-cannot install transport mode, so no ESP follows) and the keys it logged equal ours.
+to answer it); both sides list the SAs and charon's ESP decrypts with our inbound SA.
+Initiator: we propose UDP_TUNNEL with subnet IDs; the keys charon logged equal ours.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
 
 SS_IP = "198.18.44.1"
 OUR_IP = "198.18.44.2"
+SS_NET, SS_INNER = "198.18.45.0/24", "198.18.45.1"  # behind charon
+OUR_NET, OUR_INNER = "198.18.46.0/24", "198.18.46.1"  # behind us (our TUN)
 PSK = "interop-psk-0123"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,22 +40,34 @@ def _events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _setup(topo: Topology, tmp_path: Path, aggressive: bool = False,
-           **charon: str) -> tuple[Charon, Any, Path]:
+def _setup(topo: Topology, tmp_path: Path, aggressive: bool = False, our_peer: str = "",
+           **charon: str) -> tuple[Charon, Any, Any, Path]:
+    """charon in "ss" (198.18.45.1 behind it), our gateway in "us" (198.18.46.1 on its TUN)."""
     ss, us = topo.host("ss"), topo.host("us")
     topo.link(ss, f"{SS_IP}/24", us, f"{OUR_IP}/24")
-    ss.run(["ip", "addr", "add", "198.18.45.1/32", "dev", "lo"])
+    ss.run(["ip", "addr", "add", f"{SS_INNER}/32", "dev", "lo"])
     out = tmp_path / "ours.jsonl"
-    peer = charon.pop("our_peer", "")
-    argv = [sys.executable, "-m", "tests.harness.strongswan", str(out), OUR_IP, PSK]
-    if peer:
-        argv.append(peer)
-    env = {**os.environ, "PYTHONPATH": str(REPO),
-           "PYL2TP_TEST_IKE_AGGRESSIVE": "1" if aggressive else "0"}
-    us.popen(argv, cwd=str(REPO), env=env)
+    argv = [sys.executable, "-m", "tests.harness.strongswan", str(out), OUR_IP, PSK,
+            "--tunnel", OUR_NET, SS_NET, "--inner", OUR_INNER]
+    if our_peer:
+        argv += ["--peer", our_peer]
+    if aggressive:
+        argv.append("--aggressive")
+    us.popen(argv, cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)})
     c = Charon(ss, tmp_path / "charon", me=SS_IP, peer=OUR_IP, psk=PSK,
-               aggressive=aggressive, **charon)
-    return c, ss, out
+               aggressive=aggressive, local_ts=SS_NET, remote_ts=OUR_NET, mode="tunnel",
+               **charon)
+    return c, ss, us, out
+
+
+def _ping_both_ways(ss: Any, us: Any) -> None:
+    """Through the tunnel, each side from its inner address: every echo answered."""
+    for host, src, dst in ((ss, SS_INNER, OUR_INNER), (us, OUR_INNER, SS_INNER)):
+        res = host.run(["ping", "-c", "3", "-i", "0.3", "-W", "2", "-I", src, dst],
+                       check=False)
+        assert res.returncode == 0 and " 0% packet loss" in res.stdout, (
+            f"ping {src} -> {dst}:\n{res.stdout}{res.stderr}"
+        )
 
 
 def _params(d: dict[str, Any]) -> ESPParams:
@@ -72,20 +88,22 @@ def test_our_responder_with_charon_initiator(
     need_charon: None, tmp_path: Path, aggressive: bool
 ) -> None:
     with Topology("ikess-r") as topo:
-        charon, ss, out = _setup(topo, tmp_path, aggressive, local_ts="198.18.45.0/24",
-                                 remote_ts="198.18.46.0/24", mode="tunnel")
+        charon, ss, us, out = _setup(topo, tmp_path, aggressive)
         res = charon.initiate()
         assert res.returncode == 0, charon.log()[-3000:]
         child = wait_for(lambda: next((e for e in _events(out)
                                        if e["event"] == "ChildSAEstablished"), None), 10)
         assert child["mode"] == "tunnel" and child["inbound"]["udp_encap"]
+        assert child["selectors"] == [OUR_NET, SS_NET]  # from charon's IDci/IDcr
         exchange = "Aggressive Mode" if aggressive else "Main Mode"
         assert f"initiating {exchange}" in charon.log()
         sas = charon.list_sas()
         assert "ESTABLISHED" in sas and "INSTALLED" in sas and "TUNNEL-in-UDP" in sas
         assert f"{child['inbound']['spi']:08x}" in sas  # charon's outbound = our inbound
-        ss.run(["ping", "-c", "2", "-W", "1", "-I", "198.18.45.1", "198.18.46.1"], check=False)
-        esp = wait_for(lambda: next((e for e in _events(out) if e["event"] == "esp"), None), 10)
+        assert f"{child['outbound']['spi']:08x}" in sas
+        _ping_both_ways(ss, us)
+        # the first ESP packet from charon also opens with the keys our event reported
+        esp = next(e for e in _events(out) if e["event"] == "esp" and "data" in e)
         nh, payload = InboundSA(_params(child["inbound"])).decrypt(bytes.fromhex(esp["data"]))
         assert nh == 4 and payload[12:16] == bytes([198, 18, 45, 1])  # IPv4 from charon
         assert payload[9] == 1  # ICMP
@@ -93,18 +111,24 @@ def test_our_responder_with_charon_initiator(
 
 def test_our_initiator_with_charon_responder(need_charon: None, tmp_path: Path) -> None:
     with Topology("ikess-i") as topo:
-        charon, _ss, out = _setup(topo, tmp_path, local_ts="dynamic[udp/1701]",
-                                 remote_ts="dynamic[udp/1701]", mode="transport",
-                                 our_peer=SS_IP)
+        charon, ss, us, out = _setup(topo, tmp_path, our_peer=SS_IP)
         est = wait_for(lambda: next((e for e in _events(out)
                                      if e["event"] == "IKESAEstablished"), None), 20)
         assert est["peer_id"] == "ss@sc"
-        assert "ESTABLISHED" in charon.list_sas()
         child = wait_for(lambda: next((e for e in _events(out)
                                        if e["event"] == "ChildSAEstablished"), None), 20)
+        assert child["mode"] == "tunnel" and child["inbound"]["udp_encap"]
+        assert child["selectors"] == [OUR_NET, SS_NET]
+        sas = wait_for(lambda: (lambda t: t if "INSTALLED" in t else None)(charon.list_sas()),
+                       10)
+        assert "ESTABLISHED" in sas and "TUNNEL-in-UDP" in sas
+        assert f"{child['inbound']['spi']:08x}" in sas and f"{child['outbound']['spi']:08x}" in sas
+        # charon installed our selectors
+        assert re.search(rf"local +{SS_NET}\n +remote +{OUR_NET}\n", sas), sas
         keys = wait_for(lambda: charon_keys(charon.log()) or None, 10)
         # we initiated: our outbound uses the initiator keys, our inbound the responder's
         assert bytes.fromhex(child["outbound"]["enc_key"]) == keys["encryption initiator key"]
         assert bytes.fromhex(child["outbound"]["auth_key"]) == keys["integrity initiator key"]
         assert bytes.fromhex(child["inbound"]["enc_key"]) == keys["encryption responder key"]
         assert bytes.fromhex(child["inbound"]["auth_key"]) == keys["integrity responder key"]
+        _ping_both_ways(ss, us)
