@@ -405,6 +405,26 @@ def test_intermediate_without_key_cert_sign(tree: dict[str, Pair]) -> None:
         verify_chain(leaf, [root[0]], NOW, intermediates=[ca[0]])
 
 
+def test_unknown_critical_extension(tree: dict[str, Pair]) -> None:
+    """RFC 5280 4.2: e.g. nameConstraints, which we do not process, marked critical."""
+    root, inter = tree["root"], tree["inter"]
+    constrained = (
+        x509.CertificateBuilder()
+        .subject_name(name("Constrained CA")).issuer_name(inter[0].subject)
+        .public_key(_key("Constrained CA").public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - DAY).not_valid_after(NOW + DAY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.NameConstraints([x509.DNSName("example.test")], None),
+                       critical=True)
+        .sign(inter[1], hashes.SHA256())
+    )
+    leaf = pki("nc.example.test", (constrained, _key("Constrained CA")), ca=False)[0]
+    with pytest.raises(CertError, match=r"certificate CN=Constrained CA has a critical "
+                                        r"extension we do not process \(2\.5\.29\.30\)"):
+        verify_chain(leaf, [root[0]], NOW, intermediates=[constrained, inter[0]])
+
+
 def test_path_length_constraint() -> None:
     root = pki("Strict Root", path_length=0)
     inter = pki("Strict Intermediate", root)

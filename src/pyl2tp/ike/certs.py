@@ -112,6 +112,23 @@ def _ext(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> object:
         return None
 
 
+# RFC 5280 4.2: a certificate with a critical extension we do not process is refused.
+# (Extended key usage is recognised and, as strongSwan does for IKEv1, not restricted.)
+_PROCESSED = frozenset({
+    ExtensionOID.BASIC_CONSTRAINTS,
+    ExtensionOID.KEY_USAGE,
+    ExtensionOID.EXTENDED_KEY_USAGE,
+    ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+})
+
+
+def _unknown_critical(cert: x509.Certificate) -> str | None:
+    for ext in cert.extensions:
+        if ext.critical and ext.oid not in _PROCESSED:
+            return str(ext.oid.dotted_string)
+    return None
+
+
 def _self_issued(cert: x509.Certificate) -> bool:
     return cert.subject == cert.issuer
 
@@ -141,6 +158,10 @@ class _PathSearch:
 
     def extend(self, path: list[x509.Certificate]) -> list[x509.Certificate] | None:
         cert = path[-1]
+        if (unknown := _unknown_critical(cert)) is not None:
+            self.fail(len(path), f"certificate {_dn(cert.subject)} has a critical extension"
+                                 f" we do not process ({unknown})")
+            return None
         found = [(True, a) for a in self.anchors if a.subject == cert.issuer]
         found += [
             (False, c) for c in self.intermediates if c.subject == cert.issuer and c not in path
