@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pyl2tp.config import ClientConfig
 from pyl2tp.control import ControlServer
 from pyl2tp.dataplane.ipsec import l2tp_peer_of
+from pyl2tp.errors import ConfigError
 from pyl2tp.io.udp import EndpointDriver
 from pyl2tp.l2tp.channel import ChannelConfig
 from pyl2tp.l2tp.endpoint import EndpointConfig, L2TPEndpoint
@@ -461,6 +462,9 @@ async def run_client(config: ClientConfig) -> int:
         loop.add_signal_handler(sig, runner.stop)
     try:
         return await runner.run()
+    except ConfigError as exc:  # a certificate, key or CRL file read at start
+        log.error("%s", exc)
+        return 2
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return EXIT_GAVE_UP
