@@ -9,7 +9,9 @@ tunnel mode only.
 ``python -m tests.harness.strongswan OUT LOCAL_IP PSK [--peer IP] [--tunnel LOCAL REMOTE]
 [--inner ADDR] [--aggressive]`` runs our :class:`pyl2tp.ike.endpoint.IKEEndpoint` on
 LOCAL_IP:500/4500, initiating to ``--peer`` if given (a tunnel-mode child between the
-``--tunnel`` subnets, else L2TP transport), answering Aggressive Mode if ``--aggressive``.
+``--tunnel`` subnets, else L2TP transport), answering Aggressive Mode if ``--aggressive``,
+with ``IKEConfig.sa_lifetime_kb`` from ``--sa-lifetime-kb`` (ESP hard limits reported to
+the endpoint as the daemon's shell does).
 With ``--tunnel`` it is also a gateway: a TUN device holds ``--inner`` (/32) with a route
 to the remote subnet; ESP from the peer (UDP 4500) is decrypted with
 :class:`pyl2tp.esp.InboundSA` and the inner packet written to the TUN, packets read from
@@ -43,7 +45,8 @@ class Charon:
 
     def __init__(self, ns: Netns, work: Path, *, me: str, peer: str, psk: str,
                  local_ts: str, remote_ts: str, mode: str, ident: str = "ss@sc",
-                 aggressive: bool = False) -> None:
+                 aggressive: bool = False, child_extra: str = "") -> None:
+        """``child_extra``: more swanctl.conf lines for the child (e.g. ``life_bytes``)."""
         self.ns = ns
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
@@ -107,6 +110,7 @@ swanctl {{
         remote_ts = {remote_ts}
         esp_proposals = aes128-sha256
         mode = {mode}
+        {child_extra}
       }}
     }}
   }}
@@ -207,12 +211,13 @@ class Gateway:
         self.inbound: dict[int, tuple[Any, Any]] = {}  # (InboundSA, ChildSA) by SPI
         self.outbound: Any = None  # (OutboundSA, peer address) of the newest child
         self.esp_in = self.esp_out = self.dropped = 0
+        self.hard_limited: list[Any] = []  # children past an ESP hard limit, to report
 
     def child_up(self, child: Any) -> None:
         from pyl2tp.esp import InboundSA, OutboundSA
 
         self.inbound[child.inbound.spi] = (InboundSA(child.inbound), child)
-        self.outbound = (OutboundSA(child.outbound, os.urandom), child.peer)
+        self.outbound = (OutboundSA(child.outbound, os.urandom), child.peer, child)
 
     def child_down(self, child: Any) -> None:
         self.inbound.pop(child.inbound.spi, None)
@@ -238,9 +243,13 @@ class Gateway:
             return None
         self.esp_in += 1
         os.write(self.fd, inner)
+        if sa.hard_limit_reached and child not in self.hard_limited:
+            self.hard_limited.append(child)
         return child
 
     def tun_readable(self) -> None:
+        from pyl2tp.esp import SAExpiredError
+
         while True:
             try:
                 packet = os.read(self.fd, 65535)
@@ -249,19 +258,27 @@ class Gateway:
             if self.outbound is None:
                 self.dropped += 1
                 continue
-            sa, peer = self.outbound
-            self.sock.sendto(sa.encrypt(packet, _IPV4), peer)
+            sa, peer, child = self.outbound
+            try:
+                self.sock.sendto(sa.encrypt(packet, _IPV4), peer)
+            except SAExpiredError:
+                self.dropped += 1
+                continue
             self.esp_out += 1
+            if sa.hard_limit_reached and child not in self.hard_limited:
+                self.hard_limited.append(child)
 
 
 def run_ours(out_path: str, local_ip: str, psk: str, peer_ip: str | None, *,
              tunnel: tuple[str, str] | None = None, inner: str | None = None,
-             aggressive: bool = False, duration: float = 90.0) -> None:
+             aggressive: bool = False, sa_lifetime_kb: int = 0,
+             duration: float = 90.0) -> None:
     from pyl2tp.ike.endpoint import IKEConfig, IKEEndpoint
     from pyl2tp.ike.events import ChildSADeleted, ChildSAEstablished
     from pyl2tp.ike.sa import TunnelSelectors
 
-    config = IKEConfig(psk=psk.encode(), tunnel_ok=True, aggressive=aggressive)
+    config = IKEConfig(psk=psk.encode(), tunnel_ok=True, aggressive=aggressive,
+                       sa_lifetime_kb=sa_lifetime_kb)
     ep = IKEEndpoint(config, random_bytes=os.urandom)
     socks = {}
     for port in (500, 4500):
@@ -314,6 +331,8 @@ def run_ours(out_path: str, local_ip: str, psk: str, peer_ip: str | None, *,
                     continue
                 data = data[4:]
             ep.datagram_received(data, addr, (local_ip, port), now, nat_t=port == 4500)
+        while gw is not None and gw.hard_limited:  # as the daemon's shell does
+            ep.child_hard_limit(gw.hard_limited.pop(), now)
         timer = ep.get_timer()
         if timer is not None and timer <= now:
             ep.handle_timer(now)
@@ -328,9 +347,10 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--tunnel", nargs=2, metavar=("LOCAL_NET", "REMOTE_NET"))
     ap.add_argument("--inner", help="our address inside the tunnel (on the TUN device)")
     ap.add_argument("--aggressive", action="store_true")
+    ap.add_argument("--sa-lifetime-kb", type=int, default=0)
     a = ap.parse_args(argv)
     run_ours(a.out, a.local_ip, a.psk, a.peer, tunnel=tuple(a.tunnel) if a.tunnel else None,
-             inner=a.inner, aggressive=a.aggressive)
+             inner=a.inner, aggressive=a.aggressive, sa_lifetime_kb=a.sa_lifetime_kb)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ tests.harness.strongswan with a TUN device): pings go through both ways.
 Responder: charon initiates (Main Mode, and Aggressive Mode with our responder configured
 to answer it); both sides list the SAs and charon's ESP decrypts with our inbound SA.
 Initiator: we propose UDP_TUNNEL with subnet IDs; the keys charon logged equal ours.
+Kilobyte lifetime: our responder's shorter one is announced to charon and its ESP hard
+limit ends the child (Delete to charon).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _events(path: Path) -> list[dict[str, Any]]:
 
 
 def _setup(topo: Topology, tmp_path: Path, aggressive: bool = False, our_peer: str = "",
-           **charon: str) -> tuple[Charon, Any, Any, Path]:
+           our_kb: int = 0, **charon: str) -> tuple[Charon, Any, Any, Path]:
     """charon in "ss" (198.18.45.1 behind it), our gateway in "us" (198.18.46.1 on its TUN)."""
     ss, us = topo.host("ss"), topo.host("us")
     topo.link(ss, f"{SS_IP}/24", us, f"{OUR_IP}/24")
@@ -53,6 +55,8 @@ def _setup(topo: Topology, tmp_path: Path, aggressive: bool = False, our_peer: s
         argv += ["--peer", our_peer]
     if aggressive:
         argv.append("--aggressive")
+    if our_kb:
+        argv += ["--sa-lifetime-kb", str(our_kb)]
     us.popen(argv, cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)})
     c = Charon(ss, tmp_path / "charon", me=SS_IP, peer=OUR_IP, psk=PSK,
                aggressive=aggressive, local_ts=SS_NET, remote_ts=OUR_NET, mode="tunnel",
@@ -132,3 +136,34 @@ def test_our_initiator_with_charon_responder(need_charon: None, tmp_path: Path) 
         assert bytes.fromhex(child["inbound"]["enc_key"]) == keys["encryption responder key"]
         assert bytes.fromhex(child["inbound"]["auth_key"]) == keys["integrity responder key"]
         _ping_both_ways(ss, us)
+
+
+
+@pytest.mark.parametrize("charon_bytes", [0, 32768], ids=["charon-none", "charon-32k"])
+def test_our_responder_kilobyte_lifetime_with_charon(
+    need_charon: None, tmp_path: Path, charon_bytes: int
+) -> None:
+    """Our responder's KB lifetime is shorter than charon's (none, or 32 KB proposed):
+    RESPONDER-LIFETIME goes to charon (RFC 2407 4.6.3.1), and the ESP hard limit, reached
+    by a ping through, ends the child with a Delete charon acts on."""
+    extra = f"life_bytes = {charon_bytes}" if charon_bytes else ""
+    with Topology("ikess-kb") as topo:
+        charon, ss, _us, out = _setup(topo, tmp_path, our_kb=16, child_extra=extra)
+        res = charon.initiate()
+        assert res.returncode == 0, charon.log()[-3000:]
+        child = wait_for(lambda: next((e for e in _events(out)
+                                       if e["event"] == "ChildSAEstablished"), None), 10)
+        assert child["inbound"]["hard_bytes"] == child["outbound"]["hard_bytes"] == 16 * 1024
+        log = charon.log()
+        assert "parsed QUICK_MODE response" in log and "N((24576))" in log  # RESPONDER-LIFETIME
+        assert "INSTALLED" in charon.list_sas()
+        # 1000-byte echoes: the first dozen get answers, then our inbound SA is used up
+        ss.run(["ping", "-c", "25", "-i", "0.05", "-s", "1000", "-W", "1", "-I", SS_INNER,
+                OUR_INNER], check=False)
+        gone = wait_for(lambda: next((e for e in _events(out)
+                                      if e["event"] == "ChildSADeleted"), None), 10)
+        assert gone["reason"] == "kilobyte lifetime expired"
+        spi = f"{child['inbound']['spi']:08x}"  # charon's outbound SPI
+        wait_for(lambda: f"received DELETE for ESP CHILD_SA with SPI {spi}" in charon.log(), 10)
+        wait_for(lambda: "INSTALLED" not in charon.list_sas(), 10)
+        assert "ESTABLISHED" in charon.list_sas()  # the ISAKMP SA lives on
