@@ -102,21 +102,29 @@ KB_LIFE = 1024  # kilobytes: at 4 Mbit/s a child SA reaches its soft limit every
 KB_SECONDS = 12
 
 
-def test_kilobyte_lifetime_rekeys_under_traffic(topology: Topology, tmp_path: Path) -> None:
-    """`sa_lifetime_kb` on the client: it proposes a byte lifetime (RFC 2407 4.5) and
-    rekeys each child SA when its ESP byte count passes the soft limit, with the time
-    lifetime far away; a rate-capped flow runs across several such rekeys."""
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_kilobyte_lifetime_rekeys_under_traffic(topology: Topology, tmp_path: Path,
+                                                side: str) -> None:
+    """`sa_lifetime_kb` (RFC 2407 4.5) on one side, seconds far away: each child SA is
+    rekeyed when its ESP byte count passes the soft limit, and a rate-capped flow runs
+    across several such rekeys. On the client it is proposed; on the server (the
+    responder) it is shorter than the client's none, so the server says so in a
+    RESPONDER-LIFETIME notify (RFC 2407 4.6.3.1) and the client adopts it."""
     require_tools("iperf3", "ping")
     srv = topology.host("srv")
     cli = topology.host("cli")
     topology.link(srv, f"{SERVER_IP}/24", cli, f"{CLIENT_IP}/24")
+    kb = {"sa_lifetime_kb": KB_LIFE}
     server = ProductProcess(
-        srv, "server", ipsec_server_toml(tmp_path, [ALICE], tun=tun_name("ks")), tmp_path,
+        srv, "server",
+        ipsec_server_toml(tmp_path, [ALICE], tun=tun_name("ks"),
+                          ipsec=kb if side == "server" else None),
+        tmp_path,
     )
     client = ProductProcess(
         cli, "client",
         ipsec_client_toml(tmp_path, ALICE.name, ALICE.password, tun=tun_name("kc"),
-                          extra={"sa_lifetime_kb": KB_LIFE}),
+                          extra=kb if side == "client" else None),
         tmp_path,
     )
     server.start()
@@ -138,6 +146,7 @@ def test_kilobyte_lifetime_rekeys_under_traffic(topology: Topology, tmp_path: Pa
     log = server.log_text()
     assert len(re.findall(r"child SA rekeyed", log)) >= 3, log[-4000:]
     assert "lifetime expired" not in log and "lifetime expired" not in client_log
+    assert "hard limit" not in log and "hard limit" not in client_log
     assert [(s["tunnel_id"], s["session_id"]) for s in server.sessions()] == before
     assert esp_stats(server)["dropped"] == 0
     client.stop()

@@ -256,3 +256,30 @@ def test_kilobyte_lifetime_soft_limit_rekeys() -> None:
     net.pump()
     assert len(children(client)) == 2 and len(children(server)) == 2
     assert_paired(children(client)[1], children(server)[1])
+
+
+def test_one_way_traffic_moves_to_the_new_sa_when_promoted() -> None:
+    """Traffic only from the initiator: the peer never proves it has the new SA, so the
+    shell promotes it after the Quick Mode round trip (`IPsecLayer.promote`); until then
+    the older SA sends, and afterwards the newer one, which the peer decrypts."""
+    net, client, server = pair(client_cfg=rekeying(ike_lifetime=1000.0),
+                               server_cfg=rekeying(ike_lifetime=1000.0))
+    a, b = Dataplane(client), Dataplane(server)
+    connect(net, client)
+    a.sync()
+    b.sync()
+    first = children(client)[0]
+    net.advance(SA_LIFE * REKEY_FRACTION + 0.5)
+    a.sync()
+    b.sync()
+    new = [e for e in client.of(ChildSAEstablished) if e.child is not first][0]
+    assert new.initiator and 0.0 <= new.rtt < 1.0
+    assert a.layer.child_for(a.peer) is first  # deferred: nothing came back on the new SA
+    a.send_to(b)
+    a.layer.promote(new.child)
+    assert a.layer.child_for(a.peer) is new.child
+    a.send_to(b)
+    a.layer.promote(new.child)  # twice, or after removal: nothing happens
+    a.layer.remove(new.child)
+    a.layer.promote(new.child)
+    assert a.layer.child_for(a.peer) is first

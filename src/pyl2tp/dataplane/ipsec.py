@@ -85,7 +85,8 @@ class IPsecLayer:
         for sending; the older keeps decrypting until it is deleted (no loss on rekey).
 
         ``defer_send`` (we initiated the rekey; the peer may not have the SA yet): the older
-        SA keeps sending until a packet arrives on the newer one or the older is removed."""
+        SA keeps sending until a packet arrives on the newer one, the shell calls `promote`,
+        or the older is removed."""
         entry = _Installed(
             child=child,
             inbound=InboundSA(child.inbound),
@@ -100,6 +101,13 @@ class IPsecLayer:
         else:
             self._by_peer[entry.l2tp_peer] = entry
         return entry.l2tp_peer
+
+    def promote(self, child: ChildSA) -> None:
+        """Send on `child` from now on, if `install` deferred it and it is still there."""
+        entry = self._by_spi.get(child.inbound.spi)
+        if entry is not None and entry.defer_send:
+            entry.defer_send = False
+            self._by_peer[entry.l2tp_peer] = entry
 
     def remove(self, child: ChildSA) -> None:
         entry = self._by_spi.pop(child.inbound.spi, None)
@@ -154,8 +162,7 @@ class IPsecLayer:
         self._limits(entry, entry.inbound.soft_limit_reached, entry.inbound.hard_limit_reached)
         if entry.defer_send:
             # The peer sends on the new SA, so it has it: switch sending over.
-            entry.defer_send = False
-            self._by_peer[entry.l2tp_peer] = entry
+            self.promote(entry.child)
         if entry.child.udp_encap and source != entry.l2tp_peer and source[0] == entry.peer_ip:
             # The NAT moved the peer's mapping: follow it (RFC 3947 5.2 spirit).
             self._move(entry, source)

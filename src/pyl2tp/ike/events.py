@@ -35,11 +35,13 @@ class ChildSAEstablished:
 
     ``initiator``: we sent QM3; the peer may not have the SA yet, so a shell replacing an
     older SA of the same peer keeps sending on the older one until the new one has carried
-    a packet from the peer (or the older one is deleted).
+    a packet from the peer, or about ``rtt`` (QM1 to QM2) has passed and QM3 must have
+    arrived, or the older one is deleted.
     """
 
     child: ChildSA
     initiator: bool = False
+    rtt: float = 0.0  # initiator: seconds from our QM1 to the peer's QM2
 
 
 @dataclass(frozen=True, slots=True)

@@ -415,7 +415,8 @@ class QuickMode(MainMode):
             f", {qx.lifetime_kb} KB" if qx.lifetime_kb else "",
         )
         self._child_made(sa, qx, child, now)
-        self._emit(ChildSAEstablished(child, initiator=qx.initiator))
+        rtt = now - qx.created if qx.initiator else 0.0
+        self._emit(ChildSAEstablished(child, initiator=qx.initiator, rtt=rtt))
         return child
 
 

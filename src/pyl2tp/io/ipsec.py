@@ -29,6 +29,11 @@ NAT_T_PORT = 4500
 IPPROTO_ESP = 50
 #: RFC 3948 4: keepalives every 20 s keep a NAT mapping open
 KEEPALIVE_INTERVAL = 20.0
+#: a rekey we initiated: send on the new SA once the peer has used it, or after the Quick
+#: Mode round trip plus this margin, within [PROMOTE_MIN, PROMOTE_MAX] seconds
+PROMOTE_MARGIN = 0.02
+PROMOTE_MIN = 0.05
+PROMOTE_MAX = 1.0
 
 
 class IPsecDriver:
@@ -218,14 +223,18 @@ class IPsecDriver:
                 child = event.child
                 # the IKE endpoint key-logs it
                 l2tp_peer = self.layer.install(child, defer_send=event.initiator)
+                if event.initiator:
+                    # Our QM3 reaches the peer about half a round trip after we sent it;
+                    # traffic that flows only our way never proves it, so stop waiting then.
+                    delay = min(max(event.rtt + PROMOTE_MARGIN, PROMOTE_MIN), PROMOTE_MAX)
+                    self._loop.call_later(delay, self.layer.promote, child)
                 log.info(
-                    "ESP SA up with %s (id %s): in %08x out %08x %s/%s %s%s",
+                    "ESP SA up with %s (id %s): in %08x out %08x %s %s%s",
                     f"{l2tp_peer[0]}:{l2tp_peer[1]}",
                     child.peer_id,
                     child.inbound.spi,
                     child.outbound.spi,
-                    child.outbound.enc,
-                    child.outbound.auth,
+                    child.outbound.transform,
                     child.mode,
                     " in UDP 4500" if child.udp_encap else "",
                 )
