@@ -103,11 +103,6 @@ class ChildSA:
     lifetime_kb: int = 0  # negotiated kilobyte lifetime (0: none)
     selectors: TunnelSelectors | None = None  # tunnel mode with subnet or address IDs
 
-    @property
-    def suite_name(self) -> str:
-        """Algorithms, for logs: e.g. ``aes-cbc/hmac-sha1-96``."""
-        return f"{self.inbound.enc}/{self.inbound.auth}"
-
 
 @dataclass(frozen=True, slots=True)
 class IKESAInfo:
