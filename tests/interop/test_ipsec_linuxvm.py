@@ -1,18 +1,21 @@
 """The stock Linux L2TP/IPsec client (strongSwan + xl2tpd + pppd, kernel ESP) -> our server.
 
-The guest is the qemu VM of tests/harness/linuxvm: charon (IKEv1 Main Mode, PSK, then
-Quick Mode for a transport-mode SA on udp/1701, installed into the kernel's xfrm), xl2tpd
-in kernel mode and pppd with MS-CHAPv2. Our server runs in the test namespace with
-`[ipsec] enabled` and `require` (L2TP only through an ESP SA) and a key log.
+The guest is the qemu VM of tests/harness/linuxvm: charon (IKEv1 Main Mode, then Quick
+Mode for a transport-mode SA on udp/1701, installed into the kernel's xfrm), xl2tpd in
+kernel mode and pppd with MS-CHAPv2, as tests/harness/linuxvm/guest.py writes them. Our
+server runs in a test namespace with `[ipsec] enabled` and `require` (L2TP only through an
+ESP SA) and a key log.
 
 Checked: the guest's `ipsec statusall` shows the IKE SA ESTABLISHED and the child SA
 INSTALLED, TRANSPORT; ppp0 gets an address from our pool; pings go both ways over it
 (guest -> pool.local through ppp0, server namespace -> the guest's PPP address); `ctl
-sessions` names the user and the ESP transform; the capture on the TAP holds ESP and no
-cleartext L2TP, and with the server's key log tshark decrypts IKE and ESP with no problem.
-Variants: raw ESP (protocol 50); NAT-T forced by charon's `forceencaps=yes` (ESP in UDP
-4500, RFC 3948); and a real NAT: the VM behind an nftables masquerade in a router namespace
-(NAT detection, RFC 3947, then ESP in UDP 4500), the capture on the server's side.
+sessions` names the user and the ESP transform; the capture holds ESP and no cleartext
+L2TP, and with the server's key log tshark decrypts IKE and ESP with no problem.
+Variants: PSK with raw ESP (protocol 50); PSK with NAT-T forced by charon's
+`forceencaps=yes` (ESP in UDP 4500, RFC 3948); PSK behind a real NAT (the VM behind an
+nftables masquerade in a router namespace: NAT detection, RFC 3947, then ESP in UDP 4500,
+the capture on the server's side); RSA certificates from a test CA instead of the PSK
+(RFC 2409 5.1, identities the certificates' DNs).
 A byte-identical IKE retransmission is left out of the tshark check (see _retransmissions).
 """
 
@@ -23,16 +26,18 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from pyl2tp.keylog import tshark_options
 from tests.harness.capture import Capture, tshark_fields, tshark_problems
-from tests.harness.linuxvm import LinuxVM, VMImage, require_image
-from tests.harness.linuxvm.guest import guest_cmd, guest_files
+from tests.harness.linuxvm import LinuxVM, VMImage, VMResult, require_image
+from tests.harness.linuxvm.guest import GuestCert, guest_cert, guest_cmd, guest_files
 from tests.harness.netns import Netns, Topology, wait_for
+from tests.harness.pki import make_cert, write_ca, write_pair
 from tests.harness.product import ProductProcess, assert_no_traceback
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
@@ -48,6 +53,8 @@ PSK = "vmpsk"
 # Behind the NAT: the VM's TAP is in a router namespace that masquerades onto this link.
 NAT_OUTSIDE = "198.18.2.1"
 NAT_SERVER_IP = "198.18.2.2"
+# The certificate variant: CNs of the server's and the guest's certificates.
+SERVER_CN, GUEST_CN = "vpn.test", "linuxvm-client"
 CONNECT_WAIT = 180  # seconds: boot + IKE + L2TP + PPP under TCG (~10x slower than the host)
 
 
@@ -55,7 +62,23 @@ def _toml(value: object) -> str:
     return json.dumps(value)  # JSON strings and lists are valid TOML
 
 
-def _server_toml(work: Path, listen: str) -> str:
+@dataclass(frozen=True, slots=True)
+class ServerCert:
+    """Paths of the server's certificate, key and trusted CA (PEM)."""
+
+    certificate: str
+    private_key: str
+    ca: str
+
+
+def _server_toml(work: Path, listen: str, *, cert: ServerCert | None = None,
+                 users: Sequence[tuple[str, str]] = ((USER, PASSWORD),)) -> str:
+    """Our LNS with IPsec required; PSK, or with `cert` RSA signatures only (no psk)."""
+    auth = (f"psk = {_toml(PSK)}\n" if cert is None else
+            f"certificate = {_toml(cert.certificate)}\nprivate_key = "
+            f"{_toml(cert.private_key)}\nca = {_toml(cert.ca)}\n")
+    accounts = "".join(f"\n[[users]]\nname = {_toml(name)}\npassword = {_toml(password)}\n"
+                       for name, password in users)
     return f"""\
 [server]
 listen = [{_toml(listen)}]
@@ -65,8 +88,7 @@ tun = "pyl2tp0"
 
 [ipsec]
 enabled = true
-psk = {_toml(PSK)}
-require = true
+{auth}require = true
 
 [ppp]
 auth = ["mschapv2"]
@@ -75,11 +97,7 @@ dns = [{_toml(DNS)}]
 [pool]
 local = {_toml(POOL_LOCAL)}
 range = {_toml(f"{POOL_FIRST}-{POOL_LAST}")}
-
-[[users]]
-name = {_toml(USER)}
-password = {_toml(PASSWORD)}
-
+{accounts}
 [debug]
 keylog = {_toml(str(work / "keylog.txt"))}
 """
@@ -134,7 +152,7 @@ def _ping_from(ns: Netns, address: str) -> str:
 
 
 def _masquerade(topology: Topology, router: Netns) -> tuple[Netns, str]:
-    """A server namespace behind `router`, which masquerades the VM's LAN onto the link.
+    """A server namespace behind `router`, which masquerades its inside onto the link.
 
     Returns the server namespace and its end of the link (where the capture runs).
     """
@@ -146,47 +164,129 @@ def _masquerade(topology: Topology, router: Netns) -> tuple[Netns, str]:
     return lns, lns_if
 
 
+def _server_cert(work: Path) -> tuple[ServerCert, GuestCert]:
+    """A test CA, the server's certificate (CN=vpn.test) and the guest's, both from it."""
+    work.mkdir(parents=True, exist_ok=True)
+    ca = make_cert("pyl2tp vm test CA", None, ca=True)
+    certificate, private_key = write_pair(work, "server", make_cert(SERVER_CN, ca, ca=False))
+    server = ServerCert(certificate, private_key, write_ca(work, "ca", ca))
+    return server, guest_cert(make_cert(GUEST_CN, ca, ca=False), ca, f"CN={SERVER_CN}")
+
+
+def _guest_up(vm: LinuxVM, server: ProductProcess) -> str:
+    """Wait for the guest's ppp0 and its ping of pool.local; the guest's PPP address."""
+    up = vm.wait_guest_file("ppp-up", CONNECT_WAIT).split()
+    assert up != ["ipsec-failed"], (
+        f"IKE failed\n{vm.result().describe(200)}\n--- server ---\n"
+        f"{server.log_text()[-4000:]}")
+    assert len(up) == 3, (f"ppp0 did not come up: {up}\n{vm.result().describe()}\n"
+                          f"--- server ---\n{server.log_text()[-4000:]}")
+    address, peer, rc_ping = up
+    assert peer == POOL_LOCAL
+    assert ipaddress.IPv4Address(POOL_FIRST) <= ipaddress.IPv4Address(address) \
+        <= ipaddress.IPv4Address(POOL_LAST)
+    assert rc_ping == "0", vm.result().describe()
+    return address
+
+
+def _check_guest(result: VMResult, statusall: str, server_ip: str, address: str, *,
+                 udp_encap: bool, cert: bool) -> None:
+    """strongSwan's view (Main Mode done, transport SA installed) and the guest's log."""
+    assert result.status == 0, result.describe()
+    assert re.search(rf"vpn\[\d+\]: ESTABLISHED .*{re.escape(GUEST_ADDR)}.*"
+                     rf"{re.escape(server_ip)}", statusall), statusall
+    assert re.search(r"vpn\{\d+\}:\s+INSTALLED, TRANSPORT", statusall), statusall
+    assert ("ESP in UDP SPIs" in statusall) == udp_encap, statusall
+    assert re.search(r"AES_CBC_(128|256)/HMAC_SHA1_96", statusall), statusall
+    if cert:
+        # both ends authenticated by RSA signature over the certificates' DNs
+        assert re.search(rf"ESTABLISHED .*\[CN={GUEST_CN}\].*\[CN={re.escape(SERVER_CN)}\]",
+                         statusall), statusall
+        assert "pre-shared key" not in statusall, statusall
+        assert re.search(rf"remote: \[CN={re.escape(SERVER_CN)}\] uses public key "
+                         "authentication", statusall), statusall
+    else:
+        assert "pre-shared key" in statusall, statusall
+    out = result.output
+    assert "Using l2tp kernel support" in out, result.describe()
+    assert "CHAP authentication succeeded" in out, result.describe()
+    assert f"local  IP address {address}" in out, result.describe()
+    assert re.search(rf"^route-to-pool: {re.escape(POOL_LOCAL)} dev ppp0 ", out, re.M), out
+    assert "3 packets transmitted, 3 received" in out, result.describe()
+    assert "mode transport" in out, result.describe()  # ip xfrm state
+
+
+def _check_wire(pcap: Path, keylog: Path, confdir: Path, server_ip: str, seen_guest: str, *,
+                udp_encap: bool, pings: int) -> None:
+    """The capture: ESP only (raw, or in UDP 4500), nothing of L2TP in the clear; with the
+    server's keys tshark decrypts IKE and ESP and finds nothing wrong in what we sent.
+
+    `pings`: ICMP echo requests plus replies expected inside ESP.
+    """
+    esp_rows = tshark_fields(pcap, ["ip.src", "ip.dst", "udp.dstport", "esp.spi"], "esp")
+    directions = {(src, dst) for src, dst, _port, _spi in esp_rows}
+    assert directions == {(seen_guest, server_ip), (server_ip, seen_guest)}, esp_rows[:10]
+    ports = {port for _src, _dst, port, _spi in esp_rows}
+    assert ports == ({"4500"} if udp_encap else {""}), ports
+    assert tshark_fields(pcap, ["frame.number"], "l2tp || udp.port == 1701") == []
+    isakmp_ports = {p for (p,) in tshark_fields(pcap, ["udp.dstport"], "isakmp")}
+    assert "500" in isakmp_ports, isakmp_ports
+
+    text = keylog.read_text()
+    assert "ikev1_decryption_table:" in text and "esp_sa:" in text
+    resent = _retransmissions(pcap)  # without the keys
+    with _tshark_keys(keylog, confdir):
+        inner = tshark_fields(pcap, ["ip.src", "esp.icv_good", "l2tp.tunnel"], "l2tp")
+        # transport mode: ip.src is the outer header, then any IP carried in PPP
+        outer = {src.split(",")[0] for src, _icv, _t in inner}
+        assert outer == {seen_guest, server_ip}, inner[:10]
+        assert all(icv.split(",")[0] == "1" for _src, icv, _t in inner), inner[:10]
+        chap = tshark_fields(pcap, ["chap.code"], "chap")
+        assert {"1", "2", "3"} <= {code for (code,) in chap}, chap  # MS-CHAPv2 in ESP
+        icmp = tshark_fields(pcap, ["icmp.type"], "icmp && esp")
+        assert len(icmp) >= pings, icmp
+        # Quick Mode decrypted (RFC 2409 5.5): SA, nonce and the udp/1701 IDs both ways
+        qm = tshark_fields(pcap, ["ip.src", "isakmp.typepayload"], "isakmp.exchangetype == 32")
+        full = {src for src, kinds in qm if {"1", "5", "10"} <= set(kinds.split(","))}
+        assert full == {seen_guest, server_ip}, qm
+        problems = [p for p in tshark_problems(pcap, src=server_ip)
+                    if int(p.split(":")[0].removeprefix("frame ")) not in resent]
+        assert problems == [], problems
+
+
 @pytest.mark.parametrize("mode", ["esp", "forceencaps", "masquerade"],
                          ids=["esp", "natt-forceencaps", "natt-masquerade"])
 def test_linux_l2tp_ipsec_client_to_our_server(image: VMImage, topology: Topology,
                                                tmp_path: Path, mode: str) -> None:
-    """strongSwan + xl2tpd + pppd in the VM: IKEv1 PSK, transport ESP, L2TP, PPP, pings.
+    """strongSwan + xl2tpd + pppd in the VM: IKEv1, transport ESP, L2TP, PPP, pings.
 
-    esp: ESP as IP protocol 50; forceencaps: charon floats to UDP 4500 without a NAT;
-    masquerade: the VM sits behind an nftables masquerade, both sides detect the NAT
-    (RFC 3947) and ESP goes in UDP 4500 (RFC 3948).
+    esp: PSK, ESP as IP protocol 50; forceencaps: PSK, charon floats to UDP 4500 without a
+    NAT; masquerade: PSK, the VM sits behind an nftables masquerade, both sides detect the
+    NAT (RFC 3947) and ESP goes in UDP 4500 (RFC 3948); cert: as esp, but both ends prove
+    themselves with RSA signatures and certificates from one test CA (no PSK configured).
     """
     nat = mode == "masquerade"
-    udp_encap = mode != "esp"
+    udp_encap = mode in ("forceencaps", "masquerade")
     server_ip = NAT_SERVER_IP if nat else HOST_IP
     seen_guest = NAT_OUTSIDE if nat else GUEST_ADDR  # the guest's address as the server sees it
     first = topology.host("nat" if nat else "lns")
     work = tmp_path / "w"
     pcap = tmp_path / "wire.pcap"
-    with LinuxVM(first, tmp_path / "vm", guest_ip=GUEST_IP, host_ip=HOST_IP,
-                 files=guest_files(server_ip, USER, PASSWORD, psk=PSK,
-                                   forceencaps=mode == "forceencaps"), cmd=CLIENT_CMD,
-                 timeout=420, image=image) as vm:
+    server_cert, credentials = _server_cert(tmp_path / "pki") if mode == "cert" else (None, None)
+    files = guest_files(server_ip, USER, PASSWORD, psk=None if credentials else PSK,
+                        cert=credentials, forceencaps=mode == "forceencaps")
+    with LinuxVM(first, tmp_path / "vm", guest_ip=GUEST_IP, host_ip=HOST_IP, files=files,
+                 cmd=CLIENT_CMD, timeout=420, image=image) as vm:
         tap = vm.attach()  # the server binds its address before the VM boots
         ns, wire = _masquerade(topology, first) if nat else (first, tap)
-        server = ProductProcess(ns, "server", _server_toml(work, server_ip), work)
+        server = ProductProcess(ns, "server", _server_toml(work, server_ip, cert=server_cert),
+                                work)
         capture = Capture(ns, pcap, iface=wire, bpf="udp or ip proto 50")
         try:
             capture.start()
             server.start()
             vm.start()
-            up = vm.wait_guest_file("ppp-up", CONNECT_WAIT).split()
-            assert up != ["ipsec-failed"], (
-                f"IKE failed\n{vm.result().describe(200)}\n--- server ---\n"
-                f"{server.log_text()[-4000:]}")
-            assert len(up) == 3, (f"ppp0 did not come up: {up}\n{vm.result().describe()}\n"
-                                  f"--- server ---\n{server.log_text()[-4000:]}")
-            address, peer, rc_ping = up
-            assert peer == POOL_LOCAL
-            assert ipaddress.IPv4Address(POOL_FIRST) <= ipaddress.IPv4Address(address) \
-                <= ipaddress.IPv4Address(POOL_LAST)
-            assert rc_ping == "0", vm.result().describe()
-
+            address = _guest_up(vm, server)
             # the other way: the server namespace pings the guest's PPP address
             pong = _ping_from(ns, address)
             assert re.search(r"3 packets transmitted, 3 received", pong), pong
@@ -202,15 +302,8 @@ def test_linux_l2tp_ipsec_client_to_our_server(image: VMImage, topology: Topolog
             capture.stop()
             server.stop()
     server_log = server.log_text()
-    assert result.status == 0, result.describe()
-
-    # strongSwan's view: Main Mode (PSK) done, Quick Mode transport SA installed
-    assert re.search(rf"vpn\[\d+\]: ESTABLISHED .*{re.escape(GUEST_ADDR)}.*"
-                     rf"{re.escape(server_ip)}", statusall), statusall
-    assert re.search(r"vpn\{\d+\}:\s+INSTALLED, TRANSPORT", statusall), statusall
-    assert ("ESP in UDP SPIs" in statusall) == udp_encap, statusall
-    assert re.search(r"AES_CBC_(128|256)/HMAC_SHA1_96", statusall), statusall
-    assert "pre-shared key" in statusall, statusall
+    _check_guest(result, statusall, server_ip, address, udp_encap=udp_encap,
+                 cert=credentials is not None)
 
     # our server's view
     assert [(s["user"], s["address"]) for s in sessions] == [(USER, address)], sessions
@@ -222,52 +315,19 @@ def test_linux_l2tp_ipsec_client_to_our_server(image: VMImage, topology: Topolog
     esp_counts = status["ipsec"]["esp"]
     assert esp_counts["esp_in"] > 0 and esp_counts["esp_out"] > 0, status
     assert esp_counts["plain_l2tp_dropped"] == 0, status
-    # the guest's IKE identity is its own address, also behind the NAT
-    assert f"PPP user '{USER}' over IKE identity {GUEST_ADDR}" in server_log, server_log[-3000:]
+    # The guest's IKE identity: with a PSK its own address (also behind the NAT), with a
+    # certificate the certificate's DN; logged with the PPP user (issue 4, policy).
+    identity = f"CN={GUEST_CN}" if credentials else GUEST_ADDR
+    assert f"PPP user '{USER}' over IKE identity {identity}" in server_log, server_log[-3000:]
+    if credentials:
+        assert re.search(rf"ISAKMP SA established \([^)]*id CN={GUEST_CN}", server_log), \
+            server_log[-3000:]
+        assert status["ipsec"]["ike"]["auth_failed"] == 0, status
     assert_no_traceback(server_log)
 
-    out = result.output
-    assert "Using l2tp kernel support" in out, result.describe()
-    assert "CHAP authentication succeeded" in out, result.describe()
-    assert f"local  IP address {address}" in out, result.describe()
-    assert re.search(rf"^route-to-pool: {re.escape(POOL_LOCAL)} dev ppp0 ", out, re.M), out
-    assert "3 packets transmitted, 3 received" in out, result.describe()
-    assert "mode transport" in out, result.describe()  # ip xfrm state
-
-    # the wire: ESP only (raw, or in UDP 4500); nothing of L2TP in the clear
-    esp_rows = tshark_fields(pcap, ["ip.src", "ip.dst", "udp.dstport", "esp.spi"], "esp")
-    directions = {(src, dst) for src, dst, _port, _spi in esp_rows}
-    assert directions == {(seen_guest, server_ip), (server_ip, seen_guest)}, esp_rows[:10]
-    ports = {port for _src, _dst, port, _spi in esp_rows}
-    assert ports == ({"4500"} if udp_encap else {""}), ports
-    assert tshark_fields(pcap, ["frame.number"], "l2tp || udp.port == 1701") == []
-    isakmp_ports = {p for (p,) in tshark_fields(pcap, ["udp.dstport"], "isakmp")}
-    assert "500" in isakmp_ports, isakmp_ports
-
-    # with the server's keys tshark decrypts both IKE and ESP, and finds nothing wrong
-    keylog = work / "keylog.txt"
-    text = keylog.read_text()
-    assert "ikev1_decryption_table:" in text and "esp_sa:" in text
-    resent = _retransmissions(pcap)  # without the keys
-    with _tshark_keys(keylog, tmp_path / "wsconf"):
-        inner = tshark_fields(pcap, ["ip.src", "esp.icv_good", "l2tp.tunnel"], "l2tp")
-        # transport mode: ip.src is the outer header, then any IP carried in PPP
-        outer = {src.split(",")[0] for src, _icv, _t in inner}
-        assert outer == {seen_guest, server_ip}, inner[:10]
-        assert all(icv.split(",")[0] == "1" for _src, icv, _t in inner), inner[:10]
-        chap = tshark_fields(pcap, ["chap.code"], "chap")
-        assert {"1", "2", "3"} <= {code for (code,) in chap}, chap  # MS-CHAPv2 in ESP
-        # both pings, 3 requests + 3 replies each, inside ESP
-        icmp = tshark_fields(pcap, ["icmp.type"], "icmp && esp")
-        assert len(icmp) >= 12, icmp
-        # Quick Mode decrypted (RFC 2409 5.5): SA, nonce and the udp/1701 IDs both ways
-        qm = tshark_fields(pcap, ["ip.src", "isakmp.typepayload"], "isakmp.exchangetype == 32")
-        full = {src for src, kinds in qm if {"1", "5", "10"} <= set(kinds.split(","))}
-        assert full == {seen_guest, server_ip}, qm
-        problems = [p for p in tshark_problems(pcap, src=server_ip)
-                    if int(p.split(":")[0].removeprefix("frame ")) not in resent]
-        assert problems == [], problems
-
+    # both pings, 3 requests + 3 replies each, inside ESP
+    _check_wire(pcap, work / "keylog.txt", tmp_path / "wsconf", server_ip, seen_guest,
+                udp_encap=udp_encap, pings=12)
 
 def _retransmissions(pcap: Path) -> set[int]:
     """Frames repeating an earlier IKE datagram byte for byte (RFC 2408 5: a retransmission).
