@@ -1,13 +1,14 @@
-"""Our server against strongSwan charon, IKEv1 Main Mode with RSA certificates through
-intermediate CAs.
+"""Our server and client against strongSwan charon, IKEv1 Main Mode with RSA
+certificates through intermediate CAs.
 
 One root CA; charon's certificate comes from one intermediate CA and ours from another.
 Each side trusts the root only and sends its intermediate itself: charon sends
 "end entity cert" + "issuer cert" CERT payloads (after seeing our CERTREQ), we send ours
-and our intermediate. charon initiates to our `pyl2tp server`; both sides must log the
-ISAKMP SA with the other's certificate DN, charon having built the path through the
-intermediate we sent. Then a CRL on our side revokes charon's certificate: refused with
-the revocation line. (Quick Mode is not part of this test: libipsec does no transport mode.)
+and our intermediate. charon initiates to our `pyl2tp server`, and answers our `pyl2tp
+client`; both sides must log the ISAKMP SA with the other's certificate DN, charon having
+built the path through the intermediate we sent. A CRL on our side revokes charon's
+certificate: refused with the revocation line. (Quick Mode is not part of these tests:
+libipsec does no transport mode.)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.harness.netns import Topology, wait_for
 from tests.harness.pki import Pair, make_cert, make_crl, write_bundle, write_ca, write_crl
 from tests.harness.product import ProductProcess, assert_no_traceback
 from tests.harness.strongswan import CHARON, Charon
-from tests.integration.ipsec_env import ipsec_server_toml
+from tests.integration.ipsec_env import ipsec_client_toml, ipsec_server_toml
 from tests.integration.ppp_env import User, tun_name
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
@@ -163,3 +164,38 @@ def test_charon_certificate_revoked_by_our_crl(
         assert "ISAKMP SA established" not in server.log_text()
         server.stop()
         assert_no_traceback(server.log_text())
+
+
+def test_our_client_to_charon_with_intermediates(
+    need_charon: None, tmp_path: Path, pki: Pki
+) -> None:
+    """Our initiator: charon answers MM5 with its certificate and its intermediate."""
+    with Topology("ikessclient") as topo:
+        ss, us = topo.host("ss"), topo.host("us")
+        topo.link(ss, f"{SS_IP}/24", us, f"{OUR_IP}/24")
+        charon = Charon(ss, tmp_path / "charon", me=SS_IP, peer=OUR_IP, psk="unused-psk",
+                        local_ts="0.0.0.0/0", remote_ts="0.0.0.0/0", mode="tunnel")
+        _charon_with_cert(charon, pki.ss_leaf, pki.ss_inter, pki.root)
+        files = tmp_path / "pki"
+        files.mkdir()
+        cert, key = write_bundle(files, "client", pki.our_leaf, [pki.our_inter[0]])
+        client = ProductProcess(
+            us, "client",
+            ipsec_client_toml(
+                tmp_path, "alice", "pw", psk=None, server=SS_IP, tun=tun_name("ssk"),
+                extra={"certificate": cert, "private_key": key,
+                       "ca": write_ca(files, "root", pki.root), "reconnect": False},
+            ),
+            tmp_path,
+        )
+        client.start(wait_socket=False)
+        wait_for(lambda: "ISAKMP SA established" in client.log_text(), 20,
+                 what="our ISAKMP SA")
+        assert re.search(r"ISAKMP SA established \([^,]+, id CN=charon.test[,)]",
+                         client.log_text()), client.log_text()
+        log = charon.log()
+        assert 'sending issuer cert "CN=charon intermediate CA"' in log, log[-3000:]
+        assert 'received issuer cert "CN=pyl2tp intermediate CA"' in log, log[-3000:]
+        assert re.search(r"IKE_SA sc\[\d+\] established", log), log[-3000:]
+        client.stop()
+        assert_no_traceback(client.log_text())
