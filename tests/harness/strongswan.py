@@ -10,8 +10,9 @@ tunnel mode only.
 [--inner ADDR] [--aggressive]`` runs our :class:`pyl2tp.ike.endpoint.IKEEndpoint` on
 LOCAL_IP:500/4500, initiating to ``--peer`` if given (a tunnel-mode child between the
 ``--tunnel`` subnets, else L2TP transport), answering Aggressive Mode if ``--aggressive``,
-with ``IKEConfig.sa_lifetime_kb`` from ``--sa-lifetime-kb`` (ESP hard limits reported to
-the endpoint as the daemon's shell does).
+with ``IKEConfig.sa_lifetime_kb``, ``sa_lifetime``, ``pfs_group`` and ``rekey`` from
+``--sa-lifetime-kb``, ``--sa-lifetime``, ``--pfs`` and ``--rekey`` (ESP hard limits are
+reported to the endpoint as the daemon's shell does).
 With ``--tunnel`` it is also a gateway: a TUN device holds ``--inner`` (/32) with a route
 to the remote subnet; ESP from the peer (UDP 4500) is decrypted with
 :class:`pyl2tp.esp.InboundSA` and the inner packet written to the TUN, packets read from
@@ -45,7 +46,8 @@ class Charon:
 
     def __init__(self, ns: Netns, work: Path, *, me: str, peer: str, psk: str,
                  local_ts: str, remote_ts: str, mode: str, ident: str = "ss@sc",
-                 aggressive: bool = False, child_extra: str = "") -> None:
+                 aggressive: bool = False, child_extra: str = "",
+                 esp_proposals: str = "aes128-sha256") -> None:
         """``child_extra``: more swanctl.conf lines for the child (e.g. ``life_bytes``)."""
         self.ns = ns
         self.work = work
@@ -108,7 +110,7 @@ swanctl {{
       net {{
         local_ts = {local_ts}
         remote_ts = {remote_ts}
-        esp_proposals = aes128-sha256
+        esp_proposals = {esp_proposals}
         mode = {mode}
         {child_extra}
       }}
@@ -272,13 +274,15 @@ class Gateway:
 def run_ours(out_path: str, local_ip: str, psk: str, peer_ip: str | None, *,
              tunnel: tuple[str, str] | None = None, inner: str | None = None,
              aggressive: bool = False, sa_lifetime_kb: int = 0,
+             sa_lifetime: float = 3600.0, pfs_group: int | None = None, rekey: bool = False,
              duration: float = 90.0) -> None:
     from pyl2tp.ike.endpoint import IKEConfig, IKEEndpoint
     from pyl2tp.ike.events import ChildSADeleted, ChildSAEstablished
     from pyl2tp.ike.sa import TunnelSelectors
 
     config = IKEConfig(psk=psk.encode(), tunnel_ok=True, aggressive=aggressive,
-                       sa_lifetime_kb=sa_lifetime_kb)
+                       sa_lifetime_kb=sa_lifetime_kb, sa_lifetime=sa_lifetime,
+                       pfs_group=pfs_group, rekey=rekey)
     ep = IKEEndpoint(config, random_bytes=os.urandom)
     socks = {}
     for port in (500, 4500):
@@ -348,9 +352,13 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--inner", help="our address inside the tunnel (on the TUN device)")
     ap.add_argument("--aggressive", action="store_true")
     ap.add_argument("--sa-lifetime-kb", type=int, default=0)
+    ap.add_argument("--sa-lifetime", type=float, default=3600.0)
+    ap.add_argument("--pfs", type=int, help="propose PFS with this DH group")
+    ap.add_argument("--rekey", action="store_true")
     a = ap.parse_args(argv)
     run_ours(a.out, a.local_ip, a.psk, a.peer, tunnel=tuple(a.tunnel) if a.tunnel else None,
-             inner=a.inner, aggressive=a.aggressive, sa_lifetime_kb=a.sa_lifetime_kb)
+             inner=a.inner, aggressive=a.aggressive, sa_lifetime_kb=a.sa_lifetime_kb,
+             sa_lifetime=a.sa_lifetime, pfs_group=a.pfs, rekey=a.rekey)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ def _events(path: Path) -> list[dict[str, Any]]:
 
 
 def _setup(topo: Topology, tmp_path: Path, aggressive: bool = False, our_peer: str = "",
-           our_kb: int = 0, **charon: str) -> tuple[Charon, Any, Any, Path]:
+           our_kb: int = 0, our_args: tuple[str, ...] = (),
+           **charon: str) -> tuple[Charon, Any, Any, Path]:
     """charon in "ss" (198.18.45.1 behind it), our gateway in "us" (198.18.46.1 on its TUN)."""
     ss, us = topo.host("ss"), topo.host("us")
     topo.link(ss, f"{SS_IP}/24", us, f"{OUR_IP}/24")
@@ -57,6 +58,7 @@ def _setup(topo: Topology, tmp_path: Path, aggressive: bool = False, our_peer: s
         argv.append("--aggressive")
     if our_kb:
         argv += ["--sa-lifetime-kb", str(our_kb)]
+    argv += our_args
     us.popen(argv, cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)})
     c = Charon(ss, tmp_path / "charon", me=SS_IP, peer=OUR_IP, psk=PSK,
                aggressive=aggressive, local_ts=SS_NET, remote_ts=OUR_NET, mode="tunnel",
@@ -113,9 +115,16 @@ def test_our_responder_with_charon_initiator(
         assert payload[9] == 1  # ICMP
 
 
-def test_our_initiator_with_charon_responder(need_charon: None, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pfs", [False, True], ids=["nopfs", "pfs"])
+def test_our_initiator_with_charon_responder(
+    need_charon: None, tmp_path: Path, pfs: bool
+) -> None:
+    # PFS: charon requires it (ESP proposal with a DH group); we propose MODP2048 (14)
+    opts: dict[str, Any] = (
+        {"our_args": ("--pfs", "14"), "esp_proposals": "aes128-sha256-modp2048"} if pfs else {}
+    )
     with Topology("ikess-i") as topo:
-        charon, ss, us, out = _setup(topo, tmp_path, our_peer=SS_IP)
+        charon, ss, us, out = _setup(topo, tmp_path, our_peer=SS_IP, **opts)
         est = wait_for(lambda: next((e for e in _events(out)
                                      if e["event"] == "IKESAEstablished"), None), 20)
         assert est["peer_id"] == "ss@sc"
@@ -137,6 +146,34 @@ def test_our_initiator_with_charon_responder(need_charon: None, tmp_path: Path) 
         assert bytes.fromhex(child["inbound"]["auth_key"]) == keys["integrity responder key"]
         _ping_both_ways(ss, us)
 
+
+
+
+def test_our_initiator_rekeys_tunnel_with_charon(need_charon: None, tmp_path: Path) -> None:
+    """Our initiator rekeys the tunnel child at its soft lifetime (make-before-break) with
+    the same selectors; charon installs the new pair, the old one is deleted, pings go on."""
+    with Topology("ikess-rk") as topo:
+        # rekey at 85% (13.6 s); the old pair goes 2 s later (GRACE_MIN), before its end
+        charon, ss, us, out = _setup(topo, tmp_path, our_peer=SS_IP,
+                                     our_args=("--sa-lifetime", "16", "--rekey"))
+
+        def children() -> list[dict[str, Any]]:
+            return [e for e in _events(out) if e["event"] == "ChildSAEstablished"]
+
+        first = wait_for(lambda: (children() or [None])[0], 20)
+        wait_for(lambda: "INSTALLED" in charon.list_sas(), 10)
+        _ping_both_ways(ss, us)
+        second = wait_for(lambda: children()[1] if len(children()) > 1 else None, 20)
+        assert second["mode"] == "tunnel" and second["selectors"] == first["selectors"]
+        assert second["inbound"]["spi"] != first["inbound"]["spi"]
+        gone = wait_for(lambda: next((e for e in _events(out) if e["event"] == "ChildSADeleted"),
+                                     None), 10)
+        assert gone["reason"] == "rekeyed" and gone["inbound"]["spi"] == first["inbound"]["spi"]
+        old, new = f"{first['inbound']['spi']:08x}", f"{second['inbound']['spi']:08x}"
+        sas = wait_for(lambda: (lambda t: t if old not in t else None)(charon.list_sas()), 10)
+        assert new in sas and "INSTALLED" in sas
+        assert re.search(rf"local +{SS_NET}\n +remote +{OUR_NET}\n", sas), sas
+        _ping_both_ways(ss, us)
 
 
 @pytest.mark.parametrize("charon_bytes", [0, 32768], ids=["charon-none", "charon-32k"])
