@@ -5,6 +5,7 @@ Also holds the in-memory network (:class:`Net`) the other IKE endpoint tests use
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -382,9 +383,26 @@ def _aggressive_exchange(server_cfg: IKEConfig, psk: bytes = PSK) -> tuple[Host,
     return server, replies
 
 
-def test_aggressive_mode_off_by_default() -> None:
-    server, replies = _aggressive_exchange(config())
-    assert replies == [] and server.ep.ike_sas() == [] and not server.events
+def test_aggressive_mode_off_by_default(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="pyl2tp.ike"):
+        server, replies = _aggressive_exchange(config())
+        assert replies == [] and server.ep.ike_sas() == [] and not server.events
+        assert server.ep.stats.aggressive_refused == 1
+        # said once per peer and minute, counted every time
+        _aggressive_exchange_again(server)
+        assert server.ep.stats.aggressive_refused == 2
+    lines = [r.getMessage() for r in caplog.records if "Aggressive Mode refused" in r.getMessage()]
+    assert lines == [f"IKE peer {CLIENT}:500: Aggressive Mode refused (it is off: [ipsec] "
+                     "aggressive); set the client to Main Mode"]
+
+
+def _aggressive_exchange_again(server: Host) -> None:
+    from pyl2tp.wire.isakmp import ISAKMPHeader, NoncePayload, encode_message
+
+    am1 = encode_message(ISAKMPHeader(b"J" * 8, bytes(8), ExchangeType.AGGRESSIVE),
+                         [Policy().phase1_sa(), NoncePayload(bytes(32))])
+    server.ep.datagram_received(am1, (CLIENT, 500), (SERVER, 500), 10.0, nat_t=False)
+    assert server.ep.datagrams_to_send(10.0) == []
 
 
 def test_aggressive_mode_responder_when_configured() -> None:

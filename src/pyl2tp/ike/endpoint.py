@@ -61,6 +61,8 @@ GRACE_FRACTION = 0.05
 GRACE_MIN = 2.0
 GRACE_MAX = 30.0
 _RETRY = 2.0  # a failed rekey is tried again after this many seconds
+AGGRESSIVE_LOG_INTERVAL = 60.0  # refused Aggressive Mode: one log line per peer per minute
+AGGRESSIVE_LOG_PEERS = 1024  # peers remembered for that
 
 
 class IKEEndpoint(QuickMode):
@@ -74,6 +76,7 @@ class IKEEndpoint(QuickMode):
         keylog: KeyLog | None = None,
     ) -> None:
         super().__init__(config, random_bytes=random_bytes, keylog=keylog)
+        self._aggressive_logged: dict[str, float] = {}  # peer IP -> when we last said so
 
     # -- input --------------------------------------------------------------------------
 
@@ -106,6 +109,9 @@ class IKEEndpoint(QuickMode):
                         return
                 elif header.exchange == ExchangeType.INFORMATIONAL and not header.encrypted:
                     self._stray_notify(body, header.next_payload, peer)
+                    return
+                elif header.exchange == ExchangeType.AGGRESSIVE and not header.encrypted:
+                    self._aggressive_refused(peer, now)
                     return
             else:
                 half = self._sas.get(header.initiator_cookie + _ZERO)
@@ -165,6 +171,21 @@ class IKEEndpoint(QuickMode):
             log.info("IKE peer %s: NAT mapping moved to %s", fmt_peer(old_peer), fmt_peer(peer))
         if sa.keys is not None:
             sa.last_seen = now
+
+    def _aggressive_refused(self, peer: Addr, now: float) -> None:
+        """Aggressive Mode while it is off: no answer (RFC 2409 5.4 sends the PSK hash
+        in the clear), counted, and said in the log once a minute per peer address."""
+        self.stats.aggressive_refused += 1
+        last = self._aggressive_logged.get(peer[0])
+        if last is not None and now - last < AGGRESSIVE_LOG_INTERVAL:
+            return
+        if len(self._aggressive_logged) >= AGGRESSIVE_LOG_PEERS:
+            self._aggressive_logged.clear()
+        self._aggressive_logged[peer[0]] = now
+        log.warning(
+            "IKE peer %s: Aggressive Mode refused (it is off: [ipsec] aggressive); "
+            "set the client to Main Mode", fmt_peer(peer),
+        )
 
     def _stray_notify(self, body: bytes, first: int, peer: Addr) -> None:
         """A clear notify naming one of our half-open SAs in its SPI (e.g. SoftEther's

@@ -135,6 +135,7 @@ class IKEStats:
     duplicates: int = 0
     half_open_refused: int = 0
     no_proposal: int = 0
+    aggressive_refused: int = 0
     timeouts: int = 0
     ike_sas: int = 0
     child_sas: int = 0
