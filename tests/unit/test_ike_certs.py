@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import shutil
 import subprocess
@@ -14,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tests.harness.capture import tshark_problems, write_udp_pcap
 from tests.harness.pki import Pair, make_cert, make_crl, name, write_ca, write_crl, write_pair
 from tests.unit.test_ike_mainmode import CLIENT, SERVER, Host, Net, connect, rng
@@ -604,6 +607,31 @@ def test_check_proof_hostile_cert_payloads(
         ours.check_proof(payloads(der(tree["leaf1"][0]), der(tree["inter"][0])),
                          peer_id, digest, sig)
     assert reason in str(e.value)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_check_proof_mutated_certificates_only_raise_cert_error(
+    tree: dict[str, Pair], data: st.DataObject
+) -> None:
+    """Bit flips, truncations and junk in the peer's CERT payloads: CertError or success,
+    never another exception."""
+    ours = creds(pki("me.example.test", tree["root"], ca=False), [tree["root"][0]])
+    peer_id, digest, sig = _proof_args(tree["leaf1"])
+    payloads = [bytearray(der(tree["leaf1"][0])), bytearray(der(tree["inter"][0]))]
+    for _ in range(data.draw(st.integers(0, 4))):
+        which = data.draw(st.integers(0, len(payloads) - 1))
+        body = payloads[which]
+        action = data.draw(st.sampled_from(["flip", "cut", "junk"])) if body else "junk"
+        if action == "flip":
+            i = data.draw(st.integers(0, len(body) - 1))
+            body[i] ^= 1 << data.draw(st.integers(0, 7))
+        elif action == "cut":
+            del body[data.draw(st.integers(0, len(body) - 1)):]
+        else:
+            payloads.append(bytearray(data.draw(st.binary(max_size=64))))
+    with contextlib.suppress(CertError):
+        ours.check_proof([bytes(p) for p in payloads], peer_id, digest, sig)
 
 
 def test_main_mode_with_intermediates_both_ways(tree: dict[str, Pair]) -> None:
