@@ -254,8 +254,8 @@ def _check_wire(pcap: Path, keylog: Path, confdir: Path, server_ip: str, seen_gu
         assert problems == [], problems
 
 
-@pytest.mark.parametrize("mode", ["esp", "forceencaps", "masquerade"],
-                         ids=["esp", "natt-forceencaps", "natt-masquerade"])
+@pytest.mark.parametrize("mode", ["esp", "forceencaps", "masquerade", "cert"],
+                         ids=["esp", "natt-forceencaps", "natt-masquerade", "cert"])
 def test_linux_l2tp_ipsec_client_to_our_server(image: VMImage, topology: Topology,
                                                tmp_path: Path, mode: str) -> None:
     """strongSwan + xl2tpd + pppd in the VM: IKEv1, transport ESP, L2TP, PPP, pings.

@@ -272,7 +272,7 @@ def test_one_way_traffic_moves_to_the_new_sa_when_promoted() -> None:
     net.advance(SA_LIFE * REKEY_FRACTION + 0.5)
     a.sync()
     b.sync()
-    new = [e for e in client.of(ChildSAEstablished) if e.child is not first][0]
+    new = next(e for e in client.of(ChildSAEstablished) if e.child is not first)
     assert new.initiator and 0.0 <= new.rtt < 1.0
     assert a.layer.child_for(a.peer) is first  # deferred: nothing came back on the new SA
     a.send_to(b)

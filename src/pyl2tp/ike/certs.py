@@ -23,6 +23,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from pyl2tp.errors import ConfigError
 from pyl2tp.ike.crl import CrlSet, RevokedError, load_crls
+from pyl2tp.wire.der import dn_key
 from pyl2tp.wire.isakmp import CertRequestPayload, IDPayload, IDType
 
 __all__ = [
@@ -357,7 +358,12 @@ def _id_matches(peer_id: IDPayload, cert: x509.Certificate) -> bool:
     """The ID payload names the certificate: its subject DN or a subjectAltName."""
     subject, names = cert_ids(cert)
     if peer_id.id_type == IDType.DER_ASN1_DN:
-        return peer_id.data == subject
+        if peer_id.data == subject:
+            return True
+        try:  # the same name in other string types, case or spacing (RFC 5280 7.1)
+            return dn_key(peer_id.data) == dn_key(subject)
+        except (ValueError, UnicodeDecodeError):
+            return False
     return peer_id.text() in names
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from pyl2tp.errors import ParseError
+from pyl2tp.wire.der import dn_text
 from pyl2tp.wire.isakmp_sa import (
     Attribute,
     Proposal,
@@ -169,6 +170,8 @@ class IDPayload:
         if self.id_type in (IDType.IPV4_ADDR_RANGE, IDType.IPV6_ADDR_RANGE):
             a, b = self.address_range()
             return f"{a}-{b}"
+        if self.id_type == IDType.DER_ASN1_DN:
+            return dn_text(self.data)
         return self.data.hex()
 
 
