@@ -158,8 +158,12 @@ def test_charon_certificate_revoked_by_our_crl(
             "certificate authentication failed: certificate CN=charon.test is revoked"
             f" (serial {pki.ss_leaf[0].serial_number:#x}, CRL of CN=charon intermediate CA)"
         ) in server.log_text(), server.log_text()
-        # charon gets our AUTHENTICATION-FAILED (and ignores it: it is unprotected)
-        wait_for(lambda: "[ N(AUTH_FAILED) ]" in charon.log(), 10, what="charon's notify")
+        # charon gets our AUTHENTICATION-FAILED, protected with HASH(1) (RFC 2409 5.7),
+        # accepts it and gives up at once instead of retransmitting MM5
+        wait_for(lambda: "received AUTHENTICATION_FAILED error notify" in charon.log(), 10,
+                 what="charon's notify")
+        assert "[ HASH N(AUTH_FAILED) ]" in charon.log()
+        assert "state change: CONNECTING => DESTROYING" in charon.log()
         assert "authentication of 'CN=charon.test' (myself) successful" in charon.log()
         assert "ISAKMP SA established" not in server.log_text()
         server.stop()

@@ -185,9 +185,11 @@ class EndpointCore:
     def _auth_failed(self, sa: IKESA, what: str, reason: str | None = None) -> None:
         """HASH_I or HASH_R did not verify: event, log line, SA gone.
 
-        A responder also tells the initiator, in the clear (RFC 2408 3.14.1
-        AUTHENTICATION-FAILED): with another PSK the peer could not decrypt anything else,
-        and without it an initiator only ever sees a timeout.
+        A responder also tells the initiator (RFC 2408 3.14.1 AUTHENTICATION-FAILED), or
+        the initiator only ever sees a timeout. With signatures both sides hold the same
+        keys, so the notify goes protected (RFC 2409 5.7; strongSwan ignores a clear one
+        once it has keys); after a PSK mismatch the peer could decrypt nothing of ours, so
+        it goes in the clear.
         """
         self.stats.auth_failed += 1
         if reason is None:
@@ -196,8 +198,14 @@ class EndpointCore:
         self._emit(AuthenticationFailed(sa.peer, reason))
         if not sa.initiator:
             notify = NotifyPayload(NotifyType.AUTHENTICATION_FAILED, sa.cookies)
-            header = self._header(sa, ExchangeType.INFORMATIONAL, self._message_id())
-            self._send(sa, encode_message(header, [notify]))
+            signatures = (
+                sa.choice is not None and sa.choice.auth_method == AuthMethod.RSA_SIGNATURE
+            )
+            if signatures and sa.crypto is not None:
+                self._send_informational(sa, [notify])
+            else:
+                header = self._header(sa, ExchangeType.INFORMATIONAL, self._message_id())
+                self._send(sa, encode_message(header, [notify]))
         self._drop_ike(sa, "authentication failed")
 
     # -- informational messages we send ----------------------------------------------------
@@ -273,12 +281,7 @@ class Informational(EndpointCore):
                 if sa.established:
                     return  # RFC 2408 5.x: unauthenticated, ignore once established
                 name = notify_name(payload.notify_type)
-                if sa.initiator and sa.state == "mm5" and payload.notify_type in _AUTH_NOTIFIES:
-                    # The responder could not verify HASH_I: almost surely another PSK.
-                    why = None
-                    if sa.choice is not None and sa.choice.auth_method == AuthMethod.RSA_SIGNATURE:
-                        why = f"certificate authentication failed (peer sent {name})"
-                    self._auth_failed(sa, f"peer sent {name}", why)
+                if self._refused_our_auth(sa, payload.notify_type):
                     return
                 log.warning("IKE peer %s: peer sent %s", fmt_peer(sa.peer), name)
                 self._emit(NegotiationFailed(sa.peer, name))
@@ -301,8 +304,22 @@ class Informational(EndpointCore):
             if mine and child.outbound.spi in gone:
                 self._drop_child(child, "deleted by peer")
 
+    def _refused_our_auth(self, sa: IKESA, kind: int) -> bool:
+        """The responder could not verify our MM5 (HASH_I or signature) and said so, in
+        the clear (PSK) or protected (signatures): end with a reason a person can act on."""
+        if not (sa.initiator and sa.state == "mm5" and kind in _AUTH_NOTIFIES):
+            return False
+        name = notify_name(kind)
+        why = None  # with a PSK: almost surely another key
+        if sa.choice is not None and sa.choice.auth_method == AuthMethod.RSA_SIGNATURE:
+            why = f"certificate authentication failed (peer sent {name})"
+        self._auth_failed(sa, f"peer sent {name}", why)
+        return True
+
     def _notify_received(self, sa: IKESA, payload: NotifyPayload, now: float) -> None:
         kind = payload.notify_type
+        if self._refused_our_auth(sa, kind):
+            return
         if kind == NotifyType.R_U_THERE:
             # RFC 3706 5: answer with the same sequence number.
             if len(payload.data) == 4 and sa.established:

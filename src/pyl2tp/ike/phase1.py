@@ -442,6 +442,9 @@ class MainMode(Informational):
             sa.prf, sa.keys.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, ids[0].body
         )
         if (why := self._check_proof(sa, raws, ids[0], expected)) is not None:
+            # MM5 decrypted, so the keys agree: chain the IV through it as the initiator
+            # did, for a protected AUTHENTICATION-FAILED (RFC 2409 App. B).
+            sa.crypto.advance(0, body)
             self._proof_failed(sa, "HASH_I wrong", why)
             return
         sa.crypto.advance(0, body)
