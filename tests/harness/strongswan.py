@@ -275,15 +275,17 @@ def run_ours(out_path: str, local_ip: str, psk: str, peer_ip: str | None, *,
              tunnel: tuple[str, str] | None = None, inner: str | None = None,
              aggressive: bool = False, sa_lifetime_kb: int = 0,
              sa_lifetime: float = 3600.0, pfs_group: int | None = None, rekey: bool = False,
-             duration: float = 90.0) -> None:
+             keylog: str | None = None, duration: float = 90.0) -> None:
     from pyl2tp.ike.endpoint import IKEConfig, IKEEndpoint
     from pyl2tp.ike.events import ChildSADeleted, ChildSAEstablished
     from pyl2tp.ike.sa import TunnelSelectors
+    from pyl2tp.keylog import KeyLog
 
     config = IKEConfig(psk=psk.encode(), tunnel_ok=True, aggressive=aggressive,
                        sa_lifetime_kb=sa_lifetime_kb, sa_lifetime=sa_lifetime,
                        pfs_group=pfs_group, rekey=rekey)
-    ep = IKEEndpoint(config, random_bytes=os.urandom)
+    ep = IKEEndpoint(config, random_bytes=os.urandom,
+                     keylog=KeyLog(keylog) if keylog else None)
     socks = {}
     for port in (500, 4500):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -355,10 +357,11 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--sa-lifetime", type=float, default=3600.0)
     ap.add_argument("--pfs", type=int, help="propose PFS with this DH group")
     ap.add_argument("--rekey", action="store_true")
+    ap.add_argument("--keylog", help="write IKE and ESP keys here (tshark's tables)")
     a = ap.parse_args(argv)
     run_ours(a.out, a.local_ip, a.psk, a.peer, tunnel=tuple(a.tunnel) if a.tunnel else None,
              inner=a.inner, aggressive=a.aggressive, sa_lifetime_kb=a.sa_lifetime_kb,
-             sa_lifetime=a.sa_lifetime, pfs_group=a.pfs, rekey=a.rekey)
+             sa_lifetime=a.sa_lifetime, pfs_group=a.pfs, rekey=a.rekey, keylog=a.keylog)
 
 
 if __name__ == "__main__":

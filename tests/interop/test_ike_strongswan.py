@@ -12,10 +12,12 @@ limit ends the child (Delete to charon).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,10 @@ import pytest
 
 from pyl2tp.esp import ESPParams, InboundSA
 from tests.harness import require_tools
+from tests.harness.capture import Capture
 from tests.harness.netns import Topology, wait_for
 from tests.harness.strongswan import CHARON, Charon, charon_keys
+from tests.integration.ipsec_env import keyed_fields, keyed_problems, plain_fields
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
 
@@ -47,11 +51,13 @@ def _setup(topo: Topology, tmp_path: Path, aggressive: bool = False, our_peer: s
            **charon: str) -> tuple[Charon, Any, Any, Path]:
     """charon in "ss" (198.18.45.1 behind it), our gateway in "us" (198.18.46.1 on its TUN)."""
     ss, us = topo.host("ss"), topo.host("us")
-    topo.link(ss, f"{SS_IP}/24", us, f"{OUR_IP}/24")
+    _ss_if, us_if = topo.link(ss, f"{SS_IP}/24", us, f"{OUR_IP}/24")
+    (tmp_path / "us_if").write_text(us_if)
     ss.run(["ip", "addr", "add", f"{SS_INNER}/32", "dev", "lo"])
     out = tmp_path / "ours.jsonl"
     argv = [sys.executable, "-m", "tests.harness.strongswan", str(out), OUR_IP, PSK,
-            "--tunnel", OUR_NET, SS_NET, "--inner", OUR_INNER]
+            "--tunnel", OUR_NET, SS_NET, "--inner", OUR_INNER,
+            "--keylog", str(tmp_path / "ours.keys")]
     if our_peer:
         argv += ["--peer", our_peer]
     if aggressive:
@@ -76,6 +82,22 @@ def _ping_both_ways(ss: Any, us: Any) -> None:
         )
 
 
+@contextlib.contextmanager
+def _wire(us: Any, tmp_path: Path) -> Iterator[Path]:
+    """Capture the outer link on our side; afterwards tshark, with our key log, must
+    decrypt IKE and ESP, see the pings inside, and find nothing wrong in what we sent."""
+    pcap = tmp_path / "wire.pcap"
+    iface = (tmp_path / "us_if").read_text()
+    with Capture(us, pcap, iface=iface, bpf="udp"):
+        yield pcap
+    keys = tmp_path / "ours.keys"
+    inner = keyed_fields(pcap, keys, ["ip.src", "icmp.type"], "icmp")
+    seen = {(r[0].split(",")[-1], r[1]) for r in inner}
+    assert {(SS_INNER, "8"), (OUR_INNER, "0"), (OUR_INNER, "8"), (SS_INNER, "0")} <= seen, seen
+    assert plain_fields(pcap, ["icmp.type"], "icmp") == []  # nothing readable without keys
+    assert keyed_problems(pcap, keys, src=OUR_IP) == []
+
+
 def _params(d: dict[str, Any]) -> ESPParams:
     return ESPParams(spi=d["spi"], enc=d["enc"], enc_key=bytes.fromhex(d["enc_key"]),
                      auth=d["auth"], auth_key=bytes.fromhex(d["auth_key"]), mode=d["mode"],
@@ -95,19 +117,20 @@ def test_our_responder_with_charon_initiator(
 ) -> None:
     with Topology("ikess-r") as topo:
         charon, ss, us, out = _setup(topo, tmp_path, aggressive)
-        res = charon.initiate()
-        assert res.returncode == 0, charon.log()[-3000:]
-        child = wait_for(lambda: next((e for e in _events(out)
-                                       if e["event"] == "ChildSAEstablished"), None), 10)
-        assert child["mode"] == "tunnel" and child["inbound"]["udp_encap"]
-        assert child["selectors"] == [OUR_NET, SS_NET]  # from charon's IDci/IDcr
-        exchange = "Aggressive Mode" if aggressive else "Main Mode"
-        assert f"initiating {exchange}" in charon.log()
-        sas = charon.list_sas()
-        assert "ESTABLISHED" in sas and "INSTALLED" in sas and "TUNNEL-in-UDP" in sas
-        assert f"{child['inbound']['spi']:08x}" in sas  # charon's outbound = our inbound
-        assert f"{child['outbound']['spi']:08x}" in sas
-        _ping_both_ways(ss, us)
+        with _wire(us, tmp_path):  # IKE from the first message on, then ESP
+            res = charon.initiate()
+            assert res.returncode == 0, charon.log()[-3000:]
+            child = wait_for(lambda: next((e for e in _events(out)
+                                           if e["event"] == "ChildSAEstablished"), None), 10)
+            assert child["mode"] == "tunnel" and child["inbound"]["udp_encap"]
+            assert child["selectors"] == [OUR_NET, SS_NET]  # from charon's IDci/IDcr
+            exchange = "Aggressive Mode" if aggressive else "Main Mode"
+            assert f"initiating {exchange}" in charon.log()
+            sas = charon.list_sas()
+            assert "ESTABLISHED" in sas and "INSTALLED" in sas and "TUNNEL-in-UDP" in sas
+            assert f"{child['inbound']['spi']:08x}" in sas  # charon's outbound = our inbound
+            assert f"{child['outbound']['spi']:08x}" in sas
+            _ping_both_ways(ss, us)
         # the first ESP packet from charon also opens with the keys our event reported
         esp = next(e for e in _events(out) if e["event"] == "esp" and "data" in e)
         nh, payload = InboundSA(_params(child["inbound"])).decrypt(bytes.fromhex(esp["data"]))
@@ -144,7 +167,8 @@ def test_our_initiator_with_charon_responder(
         assert bytes.fromhex(child["outbound"]["auth_key"]) == keys["integrity initiator key"]
         assert bytes.fromhex(child["inbound"]["enc_key"]) == keys["encryption responder key"]
         assert bytes.fromhex(child["inbound"]["auth_key"]) == keys["integrity responder key"]
-        _ping_both_ways(ss, us)
+        with _wire(us, tmp_path):
+            _ping_both_ways(ss, us)
 
 
 
