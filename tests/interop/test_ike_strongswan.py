@@ -24,10 +24,9 @@ from typing import Any
 import pytest
 
 from pyl2tp.esp import ESPParams, InboundSA
-from tests.harness import require_tools
 from tests.harness.capture import Capture
 from tests.harness.netns import Topology, wait_for
-from tests.harness.strongswan import CHARON, Charon, charon_keys
+from tests.harness.strongswan import Charon, charon_keys
 from tests.integration.ipsec_env import keyed_fields, keyed_problems, plain_fields
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
@@ -103,12 +102,6 @@ def _params(d: dict[str, Any]) -> ESPParams:
                      auth=d["auth"], auth_key=bytes.fromhex(d["auth_key"]), mode=d["mode"],
                      udp_encap=d["udp_encap"])
 
-
-@pytest.fixture
-def need_charon() -> None:
-    require_tools("swanctl", "ip", "unshare")
-    if not os.path.exists(CHARON) or os.geteuid() != 0:
-        pytest.skip("needs root and strongswan-charon + libcharon-extra-plugins")
 
 
 @pytest.mark.parametrize("aggressive", [False, True], ids=["main", "aggressive"])

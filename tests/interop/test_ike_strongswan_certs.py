@@ -13,7 +13,6 @@ libipsec does no transport mode.)
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.harness import require_tools
 from tests.harness.netns import Topology, wait_for
 from tests.harness.pki import Pair, make_cert, make_crl, write_bundle, write_ca, write_crl
 from tests.harness.product import ProductProcess, assert_no_traceback
-from tests.harness.strongswan import CHARON, Charon
+from tests.harness.strongswan import Charon
 from tests.integration.ipsec_env import ipsec_client_toml, ipsec_server_toml
 from tests.integration.ppp_env import User, tun_name
 
@@ -34,12 +32,6 @@ pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
 SS_IP = "198.18.47.1"
 OUR_IP = "198.18.47.2"
 
-
-@pytest.fixture
-def need_charon() -> None:
-    require_tools("swanctl", "ip", "unshare")
-    if not os.path.exists(CHARON) or os.geteuid() != 0:
-        pytest.skip("needs root and strongswan-charon + libcharon-extra-plugins")
 
 
 def _charon_with_cert(charon: Charon, leaf: Pair, inter: Pair, root: Pair) -> None:

@@ -8,26 +8,18 @@ and charon's initiation fails.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.harness import require_tools
 from tests.harness.netns import Topology, wait_for
 from tests.harness.product import ProductProcess, assert_no_traceback
-from tests.harness.strongswan import CHARON, Charon
+from tests.harness.strongswan import Charon
 from tests.integration.ipsec_env import PSK, ipsec_server_toml, ipsec_status
 from tests.integration.ppp_env import CLIENT_IP, SERVER_IP, User, tun_name
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
 
-
-@pytest.fixture
-def need_charon() -> None:
-    require_tools("swanctl", "ip", "unshare")
-    if not os.path.exists(CHARON) or os.geteuid() != 0:
-        pytest.skip("needs root and strongswan-charon + libcharon-extra-plugins")
 
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["on", "off"])

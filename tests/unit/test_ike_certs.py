@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.harness.capture import tshark_problems, write_udp_pcap
+from tests.harness.capture import tshark_problems
 from tests.harness.pki import Pair, make_cert, make_crl, name, write_ca, write_crl, write_pair
 from tests.unit.test_ike_mainmode import CLIENT, SERVER, Host, Net, connect, rng
 
@@ -682,10 +682,7 @@ def test_tshark_dissects_chain_exchange(tmp_path: Path, tree: dict[str, Pair]) -
         client = net.add(CLIENT, cfg(client_c), 2)
         connect(net, client)
     assert server.of(IKESAEstablished)
-    pcap = write_udp_pcap(tmp_path / "ike.pcap", [
-        (s.src[0], s.src[1], s.dst[0], s.dst[1], (b"\x00" * 4 if s.nat_t else b"") + s.data)
-        for s in net.log
-    ])
+    pcap = net.pcap(tmp_path / "ike.pcap")
     assert tshark_problems(pcap) == []
     res = subprocess.run(
         ["tshark", "-n", "-r", str(pcap), *tshark_options(tmp_path / "keys.log"),

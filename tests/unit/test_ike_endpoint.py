@@ -313,7 +313,7 @@ def test_tshark_dissects_and_decrypts_our_exchange(tmp_path: Path) -> None:
     import shutil
     import subprocess
 
-    from tests.harness.capture import tshark_problems, write_udp_pcap
+    from tests.harness.capture import tshark_problems
 
     from pyl2tp.ike.endpoint import IKEEndpoint
     from pyl2tp.keylog import KeyLog, tshark_options
@@ -327,10 +327,7 @@ def test_tshark_dissects_and_decrypts_our_exchange(tmp_path: Path) -> None:
         assert child_of(server)
         client.ep.delete_all(net.now)
         net.pump()
-    pcap = write_udp_pcap(tmp_path / "ike.pcap", [
-        (s.src[0], s.src[1], s.dst[0], s.dst[1], (b"\x00" * 4 if s.nat_t else b"") + s.data)
-        for s in net.log
-    ])
+    pcap = net.pcap(tmp_path / "ike.pcap")
     assert tshark_problems(pcap) == []
     res = subprocess.run(
         ["tshark", "-n", "-r", str(pcap), *tshark_options(tmp_path / "keys.log"),

@@ -9,6 +9,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -128,6 +129,15 @@ class Net:
                 if t is not None and t <= self.now:
                     host.ep.handle_timer(self.now)
             self.pump()
+
+    def pcap(self, path: Path) -> Path:
+        """Everything delivered so far as a pcap (UDP, non-ESP marker on 4500)."""
+        from tests.harness.capture import write_udp_pcap
+
+        return write_udp_pcap(path, [
+            (s.src[0], s.src[1], s.dst[0], s.dst[1], (b"\x00" * 4 if s.nat_t else b"") + s.data)
+            for s in self.log
+        ])
 
 
 def config(psk: bytes | None = PSK, **kw: object) -> IKEConfig:
