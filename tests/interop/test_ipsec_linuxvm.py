@@ -16,6 +16,10 @@ Variants: PSK with raw ESP (protocol 50); PSK with NAT-T forced by charon's
 nftables masquerade in a router namespace: NAT detection, RFC 3947, then ESP in UDP 4500,
 the capture on the server's side); RSA certificates from a test CA instead of the PSK
 (RFC 2409 5.1, identities the certificates' DNs).
+Then the VM and our own client (`pyl2tp client`, PSK, in a namespace of its own) behind the
+same masquerade at once: two ISAKMP SAs, two ESP SAs in UDP 4500 and two L2TP tunnels from
+one address, told apart by the NAT-mapped ports; both ping both ways, both send their
+Deletes at the end.
 A byte-identical IKE retransmission is left out of the tshark check (see _retransmissions).
 """
 
@@ -26,19 +30,22 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from pyl2tp.keylog import tshark_options
+from tests.harness import require_tools
 from tests.harness.capture import Capture, tshark_fields, tshark_problems
 from tests.harness.linuxvm import LinuxVM, VMImage, VMResult, require_image
 from tests.harness.linuxvm.guest import GuestCert, guest_cert, guest_cmd, guest_files
 from tests.harness.netns import Netns, Topology, wait_for
 from tests.harness.pki import make_cert, write_ca, write_pair
 from tests.harness.product import ProductProcess, assert_no_traceback
+from tests.integration.ipsec_env import ipsec_client_toml, wait_ipsec_up, wait_up
+from tests.integration.ppp_env import ping, tun_name
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
 
@@ -217,17 +224,18 @@ def _check_guest(result: VMResult, statusall: str, server_ip: str, address: str,
 
 
 def _check_wire(pcap: Path, keylog: Path, confdir: Path, server_ip: str, seen_guest: str, *,
-                udp_encap: bool, pings: int) -> None:
+                udp_encap: bool, pings: int, nat_ports: Collection[str] = ()) -> None:
     """The capture: ESP only (raw, or in UDP 4500), nothing of L2TP in the clear; with the
     server's keys tshark decrypts IKE and ESP and finds nothing wrong in what we sent.
 
-    `pings`: ICMP echo requests plus replies expected inside ESP.
+    `pings`: ICMP echo requests plus replies expected inside ESP; `nat_ports`: the NAT's
+    outside ports the server's ESP in UDP goes to besides 4500.
     """
     esp_rows = tshark_fields(pcap, ["ip.src", "ip.dst", "udp.dstport", "esp.spi"], "esp")
     directions = {(src, dst) for src, dst, _port, _spi in esp_rows}
     assert directions == {(seen_guest, server_ip), (server_ip, seen_guest)}, esp_rows[:10]
     ports = {port for _src, _dst, port, _spi in esp_rows}
-    assert ports == ({"4500"} if udp_encap else {""}), ports
+    assert ports == ({"4500", *nat_ports} if udp_encap else {""}), ports
     assert tshark_fields(pcap, ["frame.number"], "l2tp || udp.port == 1701") == []
     isakmp_ports = {p for (p,) in tshark_fields(pcap, ["udp.dstport"], "isakmp")}
     assert "500" in isakmp_ports, isakmp_ports
@@ -342,3 +350,126 @@ def _retransmissions(pcap: Path) -> set[int]:
             resent.add(int(number))
         seen.add(payload)
     return resent
+
+
+# -- the VM client and our own client behind the same NAT address at once ---------------------
+
+OUR_USER, OUR_PASSWORD = "ouruser", "ourpass-1"
+# Our client's host on its own inside link of the router namespace (the VM is on the TAP).
+OUR_ROUTER_IP, OUR_CLIENT_ADDR = "198.18.3.1", "198.18.3.2"
+
+
+def _our_client(topology: Topology, router: Netns, work: Path) -> tuple[Netns, ProductProcess,
+                                                                        str]:
+    """A namespace behind `router` with our client (PSK, MS-CHAPv2) for NAT_SERVER_IP.
+
+    Returns the namespace, the (not yet started) client and the name of its TUN.
+    """
+    ns = topology.host("ours")
+    topology.link(router, f"{OUR_ROUTER_IP}/24", ns, f"{OUR_CLIENT_ADDR}/24")
+    ns.run(["ip", "route", "add", f"{NAT_SERVER_IP}/32", "via", OUR_ROUTER_IP])
+    tun = tun_name("mxc")
+    client = ProductProcess(
+        ns, "client",
+        ipsec_client_toml(work, OUR_USER, OUR_PASSWORD, psk=PSK, tun=tun, server=NAT_SERVER_IP,
+                          extra={"reconnect_initial": 2, "reconnect_cap": 4}),
+        work)
+    return ns, client, tun
+
+
+@pytest.mark.timeout(420)
+def test_linux_client_and_our_client_behind_one_nat(image: VMImage, topology: Topology,
+                                                    tmp_path: Path) -> None:
+    """The VM's strongSwan client and our own client behind one nftables masquerade, at once.
+
+    Our client starts when the guest is about to run `ipsec up`, so the two Main Modes
+    overlap. Both see the NAT (RFC 3947) and float to UDP 4500; the masquerade gives them
+    different outside ports, so the server holds two ISAKMP SAs, two ESP SAs and two L2TP
+    tunnels from the one address (issue 4). Both pass traffic both ways, then hang up.
+    """
+    require_tools("nft", "ping", "tcpdump", "tshark")
+    router = topology.host("nat")
+    work = tmp_path / "w"
+    pcap = tmp_path / "wire.pcap"
+    files = guest_files(NAT_SERVER_IP, USER, PASSWORD, psk=PSK)
+    users = ((USER, PASSWORD), (OUR_USER, OUR_PASSWORD))
+    with LinuxVM(router, tmp_path / "vm", guest_ip=GUEST_IP, host_ip=HOST_IP, files=files,
+                 cmd=CLIENT_CMD, timeout=300, image=image) as vm:
+        vm.attach()
+        lns, wire = _masquerade(topology, router)
+        ours_ns, ours, tun = _our_client(topology, router, tmp_path / "ours")
+        server = ProductProcess(lns, "server", _server_toml(work, NAT_SERVER_IP, users=users),
+                                work)
+        capture = Capture(lns, pcap, iface=wire, bpf="udp or ip proto 50")
+        try:
+            capture.start()
+            server.start()
+            vm.start()
+            vm.wait_guest_file("ike-start", CONNECT_WAIT)
+            ours.start()
+            ours_up = wait_ipsec_up(ours, 60)
+            conn = wait_up(ours, ours_ns, tun, 60)
+            address = _guest_up(vm, server)
+            # all four directions while both are up
+            assert ping(ours_ns, POOL_LOCAL, 5) == 5, ours.log_text()[-3000:]
+            pong = _ping_from(lns, address)
+            assert re.search(r"3 packets transmitted, 3 received", pong), pong
+            assert ping(lns, conn.address, 3) == 3
+
+            statusall = vm.guest_file("statusall.txt") or ""
+            sessions = server.sessions()
+            status = server.ctl("status")
+            vm.flag("hangup")
+            ours.stop()
+            result = vm.wait()
+            wait_for(lambda: server.sessions() == [], 30, interval=0.5,
+                     what="both sessions to go after the hang-ups")
+            # both clients deleted their SAs (Informational Delete, RFC 2408 4.8)
+            wait_for(lambda: server.ctl("status")["ipsec"]["sas"] == [], 15, interval=0.5,
+                     what="both ESP SAs to go after the clients' Deletes")
+        finally:
+            capture.stop()
+            ours.stop()
+            server.stop()
+    server_log = server.log_text()
+    _check_guest(result, statusall, NAT_SERVER_IP, address, udp_encap=True, cert=False)
+    assert ours_up.udp_encap and ours_up.mode == "transport", ours_up
+    assert ours.returncode == 0, ours.log_text()[-3000:]
+    assert_no_traceback(ours.log_text())
+    assert_no_traceback(server_log)
+
+    # the server's view: two sessions from the NAT's address, each on its own tunnel and SA
+    by_user = {s["user"]: s for s in sessions}
+    assert sorted(by_user) == sorted([USER, OUR_USER]), sessions
+    assert by_user[USER]["address"] == address and by_user[OUR_USER]["address"] == conn.address
+    assert address != conn.address
+    assert len({s["tunnel_id"] for s in sessions}) == 2, sessions
+    endpoints = {str(s["peer"]) for s in sessions}
+    assert {e.rpartition(":")[0] for e in endpoints} == {NAT_OUTSIDE}, sessions
+    assert len(endpoints) == 2, sessions  # the masquerade mapped the two 4500s apart
+    for s in sessions:
+        desc = s["ipsec"]
+        assert desc is not None and desc.endswith("transport udp-encap"), sessions
+    sas = status["ipsec"]["sas"]
+    assert len(sas) == 2, sas
+    assert {sa["peer"] for sa in sas} == endpoints, (sas, sessions)
+    assert len({sa["spi_in"] for sa in sas}) == 2 and len({sa["spi_out"] for sa in sas}) == 2
+    assert all(sa["udp_encap"] and sa["mode"] == "transport" for sa in sas), sas
+    assert all(sa["packets_in"] > 0 and sa["packets_out"] > 0 for sa in sas), sas
+    # with a PSK the IKE identity is each client's own address behind the NAT
+    assert {sa["peer_id"] for sa in sas} == {GUEST_ADDR, OUR_CLIENT_ADDR}, sas
+    esp_counts = status["ipsec"]["esp"]
+    assert esp_counts["plain_l2tp_dropped"] == 0 and esp_counts["unknown_spi"] == 0, status
+    assert esp_counts["dropped"] == 0, status
+    for user, identity in ((USER, GUEST_ADDR), (OUR_USER, OUR_CLIENT_ADDR)):
+        assert f"PPP user '{user}' over IKE identity {identity}" in server_log, \
+            server_log[-3000:]
+    for sa in sas:
+        for what in ("child SA in", "ISAKMP SA"):
+            assert re.search(rf"IKE peer {re.escape(sa['peer'])}: {what}.* deleted \(deleted "
+                             r"by peer\)", server_log), server_log[-3000:]
+
+    # guest: 3+3, server -> guest 3+3, ours: 5+5, server -> ours 3+3, all inside ESP
+    _check_wire(pcap, work / "keylog.txt", tmp_path / "wsconf", NAT_SERVER_IP, NAT_OUTSIDE,
+                udp_encap=True, pings=28,
+                nat_ports={e.rpartition(":")[2] for e in endpoints})

@@ -10,7 +10,8 @@ charon's `forceencaps`. `guest_files` gives the files dict for `LinuxVM(files=..
 * `statusall.txt`: `ipsec statusall` once the SA is up;
 * `ppp-up`: "ADDRESS PEER PING_RC" once ppp0 has its peer route, or "ipsec-failed";
 
-then waits for the host's flag `hangup` (`LinuxVM.flag`), hangs up and dumps its logs.
+then waits for the host's flag `hangup` (`LinuxVM.flag`), hangs up, stops charon (it sends
+its Deletes) and dumps its logs.
 """
 
 from __future__ import annotations
@@ -164,11 +165,14 @@ fi
 ipsec statusall > /sb/out/statusall.txt 2>&1
 """
 _XFRM_DUMP = 'echo "===== xfrm"; ip xfrm state; ip xfrm policy\n'
+# After the hang-up: charon deletes its SAs (Informational Delete, RFC 2408 4.8), then stops.
+_IPSEC_STOP = 'echo "===== ipsec down"; ipsec down vpn; ipsec stop\n'
 
 
 def guest_cmd(pool_local: str, *, ipsec: bool, hangup_wait: int = 120) -> str:
     """The guest's script: [IPsec up,] L2TP + PPP up, ping `pool_local` over ppp0, report,
-    wait for the `hangup` flag (at most `hangup_wait` seconds), hang up, dump the logs.
+    wait for the `hangup` flag (at most `hangup_wait` seconds), hang up, [stop charon,]
+    dump the logs.
 
     Exits 0 when the ping went through (3 of 3), 3 when IKE failed.
     """
@@ -196,6 +200,7 @@ echo "===== d vpn"
 echo "d vpn" > /run/xl2tpd/l2tp-control
 for i in $(seq 20); do ip link show ppp0 >/dev/null 2>&1 || break; sleep 0.5; done
 sleep 2
+{_IPSEC_STOP if ipsec else ""}\
 echo "===== xl2tpd.log"; cat /var/log/xl2tpd.log
 echo "===== pppd.log"; cat /var/log/pppd.log
 echo "RESULT rc_ping=$rc_ping"
