@@ -32,6 +32,7 @@ __all__ = [
     "PoolSection",
     "ServerConfig",
     "ServerSection",
+    "Site",
     "User",
     "client_config_from_args",
     "load_client_config",
@@ -114,6 +115,8 @@ class IPsecSection:
     sa_lifetime_kb: int = field(default=0, metadata=_k(c.integer(0)))
     # answer Aggressive Mode (RFC 2409 5.4): it sends a hash of the PSK in the clear
     aggressive: bool = field(default=False, metadata=_k(c.boolean))
+    # site-to-site: the TUN device that carries the sites' traffic (made only with [[sites]])
+    site_tun: str = field(default="pyl2tp-s2s", metadata=_k(c.ifname))
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,29 @@ class User:
     address: str | None = field(default=None, metadata=_k(c.address(4)))
 
 
+def _ipv4_network(v: Any) -> str:
+    """An IPv4 network in CIDR form without host bits, like ``"198.18.10.0/24"``."""
+    desc = 'an IPv4 network like "198.18.10.0/24" (no host bits)'
+    try:
+        net = ipaddress.IPv4Network(v) if isinstance(v, str) else None
+    except ValueError:
+        net = None
+    if net is None:
+        raise c.fail(desc, v)
+    return str(net)
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One ``[[sites]]`` entry: a site-to-site tunnel (tunnel-mode ESP) to a gateway."""
+
+    name: str = field(metadata=_k(c.string))
+    peer: str = field(metadata=_k(c.address(4)))  # the other gateway's address
+    local: list[str] = field(metadata=_k(c.list_of(_ipv4_network, nonempty=True)))
+    remote: list[str] = field(metadata=_k(c.list_of(_ipv4_network, nonempty=True)))
+    initiate: bool = field(default=False, metadata=_k(c.boolean))  # false: only respond
+
+
 @dataclass(frozen=True, slots=True)
 class AAASection:
     """``[aaa]``: where else users come from."""
@@ -178,6 +204,7 @@ class ServerConfig:
     aaa: AAASection
     debug: DebugSection
     source: str
+    sites: list[Site] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,11 +271,12 @@ SERVER_TABLES: dict[str, type[Any]] = {
     "ppp": PPPSection,
     "pool": PoolSection,
     "users": User,
+    "sites": Site,
     "aaa": AAASection,
     "debug": DebugSection,
 }
 CLIENT_TABLES: dict[str, type[Any]] = {"client": ClientSection, "debug": DebugSection}
-_ARRAY_TABLES = frozenset({"users"})
+_ARRAY_TABLES = frozenset({"users", "sites"})
 
 
 def _read_table(
@@ -365,7 +393,48 @@ def _server_from(doc: c.Doc, data: dict[str, Any]) -> ServerConfig:
             other = json.dumps(addresses[user.address])
             raise doc.error("users", "address", f"{user.address} is also given to {other}", i)
         addresses[user.address] = user.name
-    return ServerConfig(users=users, source=doc.source, **t)
+    raw_sites = data.get("sites", [])
+    if not isinstance(raw_sites, list):
+        raise doc.error("sites", None, "expected an array of tables ([[sites]])")
+    sites = [_read_table(doc, s, "sites", Site, SERVER_TABLES, i) for i, s in enumerate(raw_sites)]
+    _check_sites(doc, sites, t["ipsec"])
+    return ServerConfig(users=users, source=doc.source, sites=sites, **t)
+
+
+def _check_sites(doc: c.Doc, sites: list[Site], ipsec: IPsecSection) -> None:
+    """Site names unique; no remote network of one site overlaps another site's; a site's
+    local and remote networks apart; sites need IPsec."""
+    names: set[str] = set()
+    peers: dict[str, str] = {}
+    remotes: list[tuple[ipaddress.IPv4Network, str]] = []
+    for i, site in enumerate(sites):
+        if not ipsec.enabled:
+            raise doc.error("sites", "name", "a site needs [ipsec] enabled = true", i)
+        if site.name in names:
+            raise doc.error("sites", "name", f"site {json.dumps(site.name)} is defined twice", i)
+        names.add(site.name)
+        if site.peer in peers:
+            first = json.dumps(peers[site.peer])
+            raise doc.error(
+                "sites", "peer", f"{site.peer} is also the peer of site {first} "
+                "(one site per gateway: list all its networks there)", i,
+            )
+        peers[site.peer] = site.name
+        local = [ipaddress.IPv4Network(n) for n in site.local]
+        remote = [ipaddress.IPv4Network(n) for n in site.remote]
+        for r in remote:
+            for loc in local:
+                if r.overlaps(loc):
+                    raise doc.error(
+                        "sites", "remote", f"{r} overlaps local network {loc} of this site", i
+                    )
+            for seen, owner in remotes:
+                if r.overlaps(seen):
+                    where = "this site" if owner == site.name else f"site {json.dumps(owner)}"
+                    raise doc.error(
+                        "sites", "remote", f"{r} overlaps {seen}, a remote network of {where}", i
+                    )
+            remotes.append((r, site.name))
 
 
 def _check_ipsec(doc: c.Doc, ipsec: IPsecSection) -> None:

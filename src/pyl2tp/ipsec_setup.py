@@ -13,6 +13,7 @@ from pyl2tp.ike.certs import load_credentials
 from pyl2tp.ike.endpoint import IKEConfig, IKEEndpoint
 from pyl2tp.ike.events import Event
 from pyl2tp.ike.proposals import AuthMethod, Policy
+from pyl2tp.ike.sa import TunnelPolicy
 from pyl2tp.io.ipsec import IPsecDriver
 from pyl2tp.io.udp import EndpointDriver
 from pyl2tp.keylog import KeyLog
@@ -38,13 +39,15 @@ def make_ipsec(
     legacy: bool = False,
     keylog_path: str | None = None,
     on_event: Callable[[Event], None] | None = None,
+    tunnel_policy: TunnelPolicy | None = None,
 ) -> IPsecDriver:
     """An IPsec driver bound to `l2tp`: IKE with a PSK and/or certificates, ESP for L2TP.
 
     With `certificate` and `private_key` (PEM), IKE authenticates with RSA signatures
     (RFC 2409 5.1) and checks the peer's certificate against `ca` and the CRL files in
-    `crl`; a client then proposes signatures only. Raises ConfigError if a file is
-    unreadable or wrong.
+    `crl`; a client then proposes signatures only. `tunnel_policy` (site-to-site) lets the
+    IKE responder accept the tunnel-mode children it allows. Raises ConfigError if a file
+    is unreadable or wrong.
     """
     credentials = None
     methods: list[AuthMethod] = []
@@ -67,6 +70,7 @@ def make_ipsec(
         aggressive=aggressive,
         dpd_delay=dpd_delay,
         dpd_timeout=dpd_timeout,
+        tunnel_policy=tunnel_policy,
     )
     ike = IKEEndpoint(config, random_bytes=os.urandom, keylog=keylog)
     layer = IPsecLayer(require=require, random_bytes=RandomPool())

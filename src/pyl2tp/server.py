@@ -23,6 +23,7 @@ from pyl2tp.views import session_view, tunnel_view
 if TYPE_CHECKING:
     from pyl2tp.io.ipsec import IPsecDriver
     from pyl2tp.lns_ppp import ServerPPP
+    from pyl2tp.sites import SiteManager
 
 log = logging.getLogger("pyl2tp.server")
 
@@ -76,6 +77,7 @@ class Server:
         )
         self.driver: EndpointDriver | None = None
         self.ipsec: IPsecDriver | None = None
+        self.sites: SiteManager | None = None
         self.control: ControlServer | None = None
         self.stopping = asyncio.Event()
 
@@ -89,6 +91,11 @@ class Server:
         ipsec = self.config.ipsec
         if ipsec.enabled:
             from pyl2tp.ipsec_setup import make_ipsec
+
+            if self.config.sites:
+                from pyl2tp.sites import SiteManager
+
+                self.sites = SiteManager(self.config)
 
             self.ipsec = make_ipsec(
                 self.driver,
@@ -106,9 +113,12 @@ class Server:
                 aggressive=ipsec.aggressive,
                 legacy=ipsec.legacy,
                 keylog_path=self.config.debug.keylog,
+                tunnel_policy=self.sites.policy if self.sites is not None else None,
             )
             for host in self.config.server.listen:
                 await self.ipsec.listen(host)
+            if self.sites is not None:
+                await self.sites.start(self.ipsec)
         self.control = ControlServer(
             self.config.server.control_socket,
             {
@@ -145,6 +155,8 @@ class Server:
             self.endpoint.close_all(driver.now())
             driver.transmit()
             await asyncio.sleep(0.2)  # the StopCCNs leave through ESP before the SAs go
+            if self.sites is not None:
+                self.sites.close()
             self.ipsec.ike.delete_all(driver.now())
             self.ipsec.transmit()
             self.ipsec.close()
@@ -188,6 +200,7 @@ class Server:
             "sas": self.ipsec.layer.views(),
             "esp": self.ipsec.layer.stats.as_dict(),
             "ike": self.ipsec.ike.stats.as_dict(),
+            "sites": self.sites.status() if self.sites is not None else None,
         }
 
     async def _tunnels(self, args: dict[str, Any]) -> Any:

@@ -85,6 +85,7 @@ SERVER_DEFAULTS: dict[str, dict[str, Any]] = {
         "sa_lifetime": 3600.0,
         "sa_lifetime_kb": 0,
         "aggressive": False,
+        "site_tun": "pyl2tp-s2s",
     },
     "ppp": {
         "auth": ["mschapv2", "chap", "pap"],
@@ -310,6 +311,7 @@ SERVER_BAD: list[tuple[str, str, str, str]] = [
     ("ipsec", "sa_lifetime", "-5", "a number > 0"),
     ("ipsec", "sa_lifetime_kb", "-1", "an integer >= 0"),
     ("ipsec", "aggressive", '"yes"', "true or false"),
+    ("ipsec", "site_tun", '"a/b"', "an interface name"),
     ("ppp", "auth", '["md5"]', 'item 1: expected one of "mschapv2", "chap", "pap", got "md5"'),
     ("ppp", "auth", "[]", "non-empty list"),
     ("ppp", "auth", '["pap", "pap"]', "listed twice"),
@@ -663,6 +665,9 @@ def test_documentation_mentions_every_key() -> None:
             assert re.search(rf"`{key}`", text), f"[{table}] {key} undocumented"
     for key in (*CLIENT_DEFAULTS, "server", "name", "password", "address"):
         assert f"`{key}`" in text, f"{key} undocumented"
+    assert "[[sites]]" in text
+    for key in SITE_KEYS:
+        assert f"`{key}`" in text, f"[[sites]] {key} undocumented"
 
 
 @pytest.mark.parametrize(
@@ -686,4 +691,105 @@ def test_client_certificate_keys(text: str, message: str) -> None:
     )
     assert (ok.client.certificate, ok.client.private_key, ok.client.ca, ok.client.crl) == (
         "c.pem", "k.pem", "ca.pem", ["revoked.crl"]
+    )
+
+
+# --- [[sites]] (site-to-site tunnels) ------------------------------------------------------
+
+SITE_KEYS = ("name", "peer", "local", "remote", "initiate")
+SITE_HEAD = '[ipsec]\nenabled = true\npsk = "k"\n\n'
+SITE_OK = {
+    "name": '"hq"',
+    "peer": '"198.18.0.2"',
+    "local": '["198.18.10.0/24"]',
+    "remote": '["198.18.20.0/24", "198.18.21.0/24"]',
+}
+
+
+def _site(entry: dict[str, str]) -> str:
+    return "[[sites]]\n" + "".join(f"{k} = {v}\n" for k, v in entry.items())
+
+
+def test_sites_parse_with_defaults() -> None:
+    config = parse_server_config(SITE_HEAD + _site(SITE_OK), "server.toml")
+    (site,) = config.sites
+    assert (site.name, site.peer, site.local, site.remote, site.initiate) == (
+        "hq", "198.18.0.2", ["198.18.10.0/24"], ["198.18.20.0/24", "198.18.21.0/24"], False
+    )
+    assert config.ipsec.site_tun == "pyl2tp-s2s"
+    assert parse_server_config("").sites == []
+    both = SITE_HEAD + _site(SITE_OK) + _site(
+        {**SITE_OK, "name": '"branch"', "peer": '"198.18.0.3"', "remote": '["198.18.30.0/24"]',
+         "initiate": "true"}
+    )
+    assert [s.initiate for s in parse_server_config(both).sites] == [False, True]
+
+
+SITE_BAD: list[tuple[str, str, str]] = [
+    ("name", '""', "non-empty string"),
+    ("peer", '"198.18.0"', "an IPv4 address"),
+    ("peer", '"2001:2::1"', "an IPv4 address"),
+    ("local", "[]", "non-empty list"),
+    ("local", '["198.18.10.1/24"]', "item 1: expected an IPv4 network"),
+    ("local", '["2001:2::/64"]', "item 1: expected an IPv4 network"),
+    ("remote", '"198.18.20.0/24"', "a non-empty list"),
+    ("remote", '["x"]', "item 1: expected an IPv4 network"),
+    ("initiate", '"yes"', "true or false"),
+]
+
+
+def test_site_bad_values_cover_every_key() -> None:
+    assert {k for k, _, _ in SITE_BAD} == set(SITE_KEYS)
+
+
+@pytest.mark.parametrize(("key", "value", "fragment"), SITE_BAD)
+def test_site_error_names_the_entry(key: str, value: str, fragment: str) -> None:
+    entry = {**SITE_OK, "peer": '"198.18.0.3"', "remote": '["198.18.30.0/24"]', key: value}
+    text = SITE_HEAD + _site(SITE_OK) + "\n" + _site(entry)
+    # 4 lines of [ipsec], the first site (header and keys), a blank line, the header
+    line = 4 + 1 + len(SITE_OK) + 1 + 1 + 1 + list(entry).index(key)
+    message = server_error(text)
+    assert message.startswith(f"server.toml:{line}: [[sites]] #2 {key}: "), message
+    assert fragment in message
+
+
+@pytest.mark.parametrize("key", ["name", "peer", "local", "remote"])
+def test_site_required_keys(key: str) -> None:
+    entry = {k: v for k, v in SITE_OK.items() if k != key}
+    assert f"[[sites]] #1 {key}: missing (this key is required)" in server_error(
+        SITE_HEAD + _site(entry)
+    )
+
+
+@pytest.mark.parametrize(
+    ("second", "expected"),
+    [
+        ({"peer": '"198.18.0.3"'}, 'name: site "hq" is defined twice'),
+        ({"name": '"b"'}, 'peer: 198.18.0.2 is also the peer of site "hq"'),
+        (
+            {"name": '"b"', "peer": '"198.18.0.3"', "remote": '["198.18.20.128/25"]'},
+            'remote: 198.18.20.128/25 overlaps 198.18.20.0/24, a remote network of site "hq"',
+        ),
+        (
+            {"name": '"b"', "peer": '"198.18.0.3"', "remote": '["198.18.8.0/21"]'},
+            "remote: 198.18.8.0/21 overlaps local network 198.18.10.0/24 of this site",
+        ),
+        (
+            {"name": '"b"', "peer": '"198.18.0.3"',
+             "remote": '["198.18.30.0/24", "198.18.30.0/23"]'},
+            "remote: 198.18.30.0/23 overlaps 198.18.30.0/24, a remote network of this site",
+        ),
+    ],
+)
+def test_site_cross_checks(second: dict[str, str], expected: str) -> None:
+    message = server_error(SITE_HEAD + _site(SITE_OK) + _site({**SITE_OK, **second}))
+    assert "[[sites]] #2 " + expected in message, message
+
+
+def test_sites_need_ipsec_and_an_array() -> None:
+    assert "[[sites]] #1 name: a site needs [ipsec] enabled = true" in server_error(
+        _site(SITE_OK)
+    )
+    assert "expected an array of tables ([[sites]])" in server_error(
+        SITE_HEAD + '[sites]\nname = "x"\n'
     )

@@ -76,6 +76,28 @@ class QuickMode(MainMode):
 
     # -- initiator ------------------------------------------------------------------------
 
+    def start_tunnel(self, peer_ip: str, selectors: TunnelSelectors, now: float) -> bool:
+        """A tunnel-mode Quick Mode on the newest established ISAKMP SA with ``peer_ip``
+        (whichever side began it: RFC 2409 5.5); False when there is none."""
+        best: IKESA | None = None
+        for sa in self._sas.values():
+            if sa.established and sa.peer[0] == peer_ip and (
+                best is None or sa.established_at > best.established_at
+            ):
+                best = sa
+        if best is None:
+            return False
+        self._qm_initiate(best, now, selectors=selectors)
+        return True
+
+    def tunnel_pending(self, peer_ip: str, selectors: TunnelSelectors) -> bool:
+        """A Quick Mode we started for ``selectors`` with ``peer_ip`` is under way."""
+        return any(
+            q.initiator and q.selectors == selectors
+            for sa in self._sas.values() if sa.peer[0] == peer_ip
+            for q in sa.quick.values()
+        )
+
     def _qm_initiate(
         self, sa: IKESA, now: float, replaces: int | None = None,
         selectors: TunnelSelectors | None = None,
@@ -221,14 +243,16 @@ class QuickMode(MainMode):
             raise ParseError("QM1 payloads")
         qx = QuickExchange(mid, False, self._new_spi(), created=now)
         qx.ni_b = nonces[0].data
+        policy = cfg.tunnel_policy
+        tunnel_ok = cfg.tunnel_ok or (policy is not None and policy.tunnel_peer(sa.peer[0]))
         modes: set[int] = set()
         if sa.nat_t:
             modes |= {_M.UDP_TRANSPORT, _M.UDP_TRANSPORT_DRAFT}
-            if cfg.tunnel_ok:
+            if tunnel_ok:
                 modes |= {_M.UDP_TUNNEL, _M.UDP_TUNNEL_DRAFT}
         if not sa.nat:
             modes.add(_M.TRANSPORT)
-            if cfg.tunnel_ok:
+            if tunnel_ok:
                 modes.add(_M.TUNNEL)
         choice = cfg.policy.match_phase2(sas[0], modes=modes)
         if choice is None or (choice.group is None) != (not kes):
@@ -238,6 +262,23 @@ class QuickMode(MainMode):
         if choice.encapsulation.is_transport and not self._l2tp_ids(ids):
             self._qm_refuse(sa, mid, NotifyType.INVALID_ID_INFORMATION, sas[0])
             return
+        if not choice.encapsulation.is_transport and not cfg.tunnel_ok and policy is not None:
+            # RFC 4301 4.4.1: a tunnel only for the selectors the peer's site allows
+            # (inside them, narrower is fine); RFC 2407 4.6.2.14: else INVALID-ID-INFORMATION.
+            # The data path checks addresses only: any protocol and port, or refuse.
+            whole = len(ids) == 2 and all(i.protocol == 0 and i.port == 0 for i in ids)
+            wanted = _selectors(ids[1], ids[0]) if whole else None
+            if wanted is None or not policy.tunnel_allowed(sa.peer[0], wanted):
+                shown = (
+                    "without subnet IDs for any protocol" if wanted is None
+                    else f"{wanted.local} <-> {wanted.remote}"
+                )
+                log.warning(
+                    "IKE peer %s: tunnel %s refused: not inside the networks of its site",
+                    fmt_peer(sa.peer), shown,
+                )
+                self._qm_refuse(sa, mid, NotifyType.INVALID_ID_INFORMATION, sas[0])
+                return
         qx.choice = choice
         qx.nr_b = self._rng(NONCE_SIZE)
         out: list[Payload] = [choice.sa_payload(qx.our_spi), NoncePayload(qx.nr_b)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pyl2tp.esp import ESPParams
 from pyl2tp.ike.certs import Credentials
@@ -27,6 +28,7 @@ __all__ = [
     "Outstanding",
     "QuickExchange",
     "RekeyState",
+    "TunnelPolicy",
     "TunnelSelectors",
 ]
 
@@ -54,6 +56,19 @@ class TunnelSelectors:
         return TunnelSelectors(self.remote, self.local)
 
 
+class TunnelPolicy(Protocol):
+    """Which tunnel-mode children a responder accepts (site-to-site): by the peer's
+    address, then by the selectors it asks for (seen from our side)."""
+
+    def tunnel_peer(self, peer_ip: str) -> bool:
+        """Whether ``peer_ip`` may have tunnel-mode children at all."""
+        ...
+
+    def tunnel_allowed(self, peer_ip: str, selectors: TunnelSelectors) -> bool:
+        """Whether ``selectors`` lie inside what ``peer_ip`` is allowed."""
+        ...
+
+
 @dataclass(slots=True)
 class IKEConfig:
     """What the IKE endpoint accepts and how it times out."""
@@ -75,7 +90,9 @@ class IKEConfig:
     max_half_open: int = 1000
     max_half_open_per_peer: int = 10
     nat_t: bool = True
-    tunnel_ok: bool = False  # responder: accept tunnel mode in Quick Mode
+    tunnel_ok: bool = False  # responder: accept tunnel mode in Quick Mode, any selectors
+    # responder: accept tunnel mode from the peers and selectors this policy allows
+    tunnel_policy: TunnelPolicy | None = field(default=None, repr=False)
     l2tp_port: int = 1701
     pfs_group: int | None = None  # initiator: propose PFS with this DH group in Quick Mode
     local_id: str | None = None  # our phase-1 identity: FQDN or user@FQDN; None = address

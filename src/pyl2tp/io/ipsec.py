@@ -13,6 +13,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pyl2tp.dataplane.ipsec import IPsecLayer
 from pyl2tp.esp import IKE_MARKER, classify_4500, keepalive
@@ -20,6 +21,9 @@ from pyl2tp.ike.endpoint import IKEEndpoint
 from pyl2tp.ike.events import ChildSADeleted, ChildSAEstablished, Event
 from pyl2tp.io.timer import DeadlineTimer
 from pyl2tp.io.udp import BURST, EndpointDriver, grow_receive_buffer
+
+if TYPE_CHECKING:
+    from pyl2tp.sites import SiteManager
 
 log = logging.getLogger("pyl2tp.ipsec")
 
@@ -60,6 +64,8 @@ class IPsecDriver:
         self._timer = DeadlineTimer(self._on_timer, "IKE")
         self._keepalive: asyncio.TimerHandle | None = None
         self.send_errors = 0
+        #: site-to-site tunnels (tunnel-mode ESP), when the server has [[sites]]
+        self.sites: SiteManager | None = None
         l2tp.outbound_hook = self.send_l2tp
         if layer.require:
             l2tp.plain_filter = self._plain_l2tp
@@ -156,6 +162,10 @@ class IPsecDriver:
             log.exception("unexpected error handling IKE from %s:%d", *peer)
 
     def _to_l2tp(self, packet: bytes, source: Addr, local: Addr, now: float) -> bool:
+        sites = self.sites
+        if sites is not None and sites.table.owns(int.from_bytes(packet[:4])):
+            sites.esp_received(packet, source)
+            return False
         result = self.layer.decapsulate(packet, source)
         if result is None:
             return False
@@ -181,21 +191,28 @@ class IPsecDriver:
                 return True
             return False
         packet, dest, udp = wrapped
-        host = local[0] if local is not None else None
+        self.send_esp(packet, dest, udp, local[0] if local is not None else None)
+        if self.layer.soft_limited or self.layer.hard_limited:
+            self._loop.call_soon(self.transmit)
+        return True
+
+    def send_esp(self, packet: bytes, dest: Addr, udp: bool, host: str | None) -> None:
+        """An ESP packet to `dest`: in UDP 4500 or raw, from `host`'s socket if we have one."""
         table = self._natt if udp else self._raw
         sock = table.get(host) if host is not None else None
         if sock is None and table:
             sock = next(iter(table.values()))
         if sock is None:
             self.send_errors += 1
-            return True
+            return
         try:
             sock.sendto(packet, dest)
         except OSError:
             self.send_errors += 1
-        if self.layer.soft_limited or self.layer.hard_limited:
-            self._loop.call_soon(self.transmit)
-        return True
+
+    def call_soon_transmit(self) -> None:
+        """Run `transmit` from the loop soon (ESP limits reached inside a packet handler)."""
+        self._loop.call_soon(self.transmit)
 
     def transmit(self) -> None:
         """Send IKE output, handle IKE events, re-arm the IKE timer."""
@@ -206,6 +223,14 @@ class IPsecDriver:
                 ike.child_soft_limit(child, self.now())
         if self.layer.hard_limited:
             hard, self.layer.hard_limited = self.layer.hard_limited, []
+            for child in hard:
+                ike.child_hard_limit(child, self.now())
+        if self.sites is not None:
+            sites = self.sites.table
+            soft, sites.soft_limited = sites.soft_limited, []
+            hard, sites.hard_limited = sites.hard_limited, []
+            for child in soft:
+                ike.child_soft_limit(child, self.now())
             for child in hard:
                 ike.child_hard_limit(child, self.now())
         for data, peer, local, nat_t in ike.datagrams_to_send(self.now()):
@@ -219,7 +244,9 @@ class IPsecDriver:
             except OSError:
                 self.send_errors += 1
         for event in ike.next_events():
-            if isinstance(event, ChildSAEstablished):
+            if self.sites is not None and self.sites.ike_event(event):
+                pass  # a site's tunnel: the site manager installed or removed it
+            elif isinstance(event, ChildSAEstablished):
                 child = event.child
                 # the IKE endpoint key-logs it
                 l2tp_peer = self.layer.install(child, defer_send=event.initiator)
@@ -239,7 +266,7 @@ class IPsecDriver:
                     " in UDP 4500" if child.udp_encap else "",
                 )
                 if child.udp_encap:
-                    self._start_keepalives()
+                    self.start_keepalives()
             elif isinstance(event, ChildSADeleted):
                 self.layer.remove(event.child)
             if self.on_event is not None:
@@ -258,7 +285,8 @@ class IPsecDriver:
         finally:
             self.transmit()
 
-    def _start_keepalives(self) -> None:
+    def start_keepalives(self) -> None:
+        """RFC 3948 4: keep NAT mappings open while a UDP-encapsulated SA exists."""
         if self._keepalive is None:
             self._keepalive = self._loop.call_later(KEEPALIVE_INTERVAL, self._send_keepalives)
 
@@ -274,4 +302,4 @@ class IPsecDriver:
                 except OSError:
                     self.send_errors += 1
         if peers:
-            self._start_keepalives()
+            self.start_keepalives()

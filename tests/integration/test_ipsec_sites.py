@@ -1,0 +1,193 @@
+"""Site-to-site: two `pyl2tp server` processes as IPsec gateways with a LAN host behind each.
+
+    host-a 198.18.10.2 -- .10.1 gw-a 198.18.0.1 ==== 198.18.0.2 gw-b .20.1 -- 198.18.20.2 host-b
+
+Gateway A initiates (`initiate = true`), B answers; pings cross the tunnel-mode ESP both
+ways, `ctl status` shows the site up with its counters on both sides. A site asking for
+wider selectors than the responder allows is refused with a log line naming them. When B
+restarts, A brings the tunnel back by itself. A NAT variant puts A behind a masquerading
+router (UDP-encapsulated tunnel mode).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.netns import Netns, Topology, wait_for
+from tests.harness.product import ProductProcess, assert_no_traceback
+from tests.integration.ipsec_env import ipsec_server_toml
+from tests.integration.ppp_env import ping, tun_name
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+
+GW_A, GW_B = "198.18.0.1", "198.18.0.2"
+NET_A, NET_B = "198.18.10.0/24", "198.18.20.0/24"
+HOST_A, HOST_B = "198.18.10.2", "198.18.20.2"
+NAT_OUTSIDE = "198.18.0.254"
+
+
+@dataclass
+class Net:
+    gw_a: Netns
+    gw_b: Netns
+    host_a: Netns
+    host_b: Netns
+    peer_of_b: str  # where B sees A (the NAT's address in the NAT variant)
+
+
+def build(topology: Topology, *, nat: bool = False) -> Net:
+    gw_a, gw_b = topology.host("gwa"), topology.host("gwb")
+    host_a, host_b = topology.host("hosta"), topology.host("hostb")
+    if nat:
+        router = topology.host("nat")
+        topology.link(gw_a, "198.18.1.2/24", router, "198.18.1.1/24")
+        out_if, _ = topology.link(router, f"{NAT_OUTSIDE}/24", gw_b, f"{GW_B}/24")
+        router.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        router.run(["nft", f"add table ip nat; add chain ip nat post {{ type nat hook "
+                           f"postrouting priority 100; }}; add rule ip nat post oifname "
+                           f"{out_if} masquerade"])
+        gw_a.run(["ip", "route", "add", "198.18.0.0/24", "via", "198.18.1.1"])
+    else:
+        topology.link(gw_a, f"{GW_A}/24", gw_b, f"{GW_B}/24")
+    topology.link(host_a, "198.18.10.2/24", gw_a, "198.18.10.1/24")
+    topology.link(host_b, "198.18.20.2/24", gw_b, "198.18.20.1/24")
+    host_a.run(["ip", "route", "add", NET_B, "via", "198.18.10.1"])
+    host_b.run(["ip", "route", "add", NET_A, "via", "198.18.20.1"])
+    return Net(gw_a, gw_b, host_a, host_b, NAT_OUTSIDE if nat else GW_A)
+
+
+def gateway_toml(work: Path, me: str, tag: str, sites: Sequence[Mapping[str, object]],
+                 ipsec: Mapping[str, object] | None = None) -> str:
+    text = ipsec_server_toml(
+        work, (), listen=(me,), tun=tun_name(f"l{tag}"),
+        ipsec={"site_tun": tun_name(f"s{tag}"), "dpd_delay": 2, "dpd_timeout": 6,
+               **(ipsec or {})},
+    )
+    for site in sites:
+        text += "[[sites]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in site.items())
+    return text
+
+
+def start(ns: Netns, work: Path, me: str, tag: str, sites: Sequence[Mapping[str, object]],
+          ipsec: Mapping[str, object] | None = None) -> ProductProcess:
+    proc = ProductProcess(ns, "server", gateway_toml(work, me, tag, sites, ipsec), work)
+    proc.start()
+    return proc
+
+
+def site_status(gw: ProductProcess, name: str) -> dict[str, Any]:
+    sites = gw.ctl("status")["ipsec"]["sites"]
+    assert sites is not None, "no sites in ctl status"
+    found: dict[str, Any] = next(s for s in sites["sites"] if s["name"] == name)
+    return found
+
+
+def wait_site_up(gw: ProductProcess, name: str, timeout: float = 20) -> dict[str, Any]:
+    return wait_for(lambda: (s := site_status(gw, name))["state"] == "up" and s, timeout,
+                    what=f"site {name} up on {gw.ns.name}")
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def a_site(peer: str = GW_B, local: Sequence[str] = (NET_A,)) -> dict[str, object]:
+    return {"name": "site-b", "peer": peer, "local": list(local), "remote": [NET_B],
+            "initiate": True}
+
+
+def b_site(peer: str = GW_A) -> dict[str, object]:
+    return {"name": "site-a", "peer": peer, "local": [NET_B], "remote": [NET_A]}
+
+
+def _check_crossing(net: Net, a: ProductProcess, b: ProductProcess, *, udp: bool) -> None:
+    sa = wait_site_up(a, "site-b")
+    sb = wait_site_up(b, "site-a")
+    assert ping(net.host_a, HOST_B, 5) == 5
+    assert ping(net.host_b, HOST_A, 5) == 5
+    sa, sb = site_status(a, "site-b"), site_status(b, "site-a")
+    for s in (sa, sb):
+        assert s["packets_in"] >= 10 and s["packets_out"] >= 10, s
+        assert s["bytes_in"] > 0 and s["bytes_out"] > 0, s
+        assert s["policy_dropped"] == 0 and s["esp_dropped"] == 0, s
+        assert len(s["sas"]) == 1 and s["sas"][0]["udp_encap"] is udp, s
+    assert sa["sas"][0]["local"] == NET_A and sa["sas"][0]["remote"] == NET_B
+    assert sb["sas"][0]["local"] == NET_B and sb["sas"][0]["remote"] == NET_A
+    assert "site site-b: tunnel 198.18.10.0/24 <-> 198.18.20.0/24 up" in a.log_text()
+    assert "site site-a: tunnel 198.18.20.0/24 <-> 198.18.10.0/24 up" in b.log_text()
+    # the L2TP data path saw none of it
+    assert a.ctl("status")["ipsec"]["esp"]["not_l2tp"] == 0
+    assert b.ctl("status")["ipsec"]["esp"]["not_l2tp"] == 0
+
+
+def test_site_to_site_ping_both_ways_and_restart(work: Path) -> None:
+    with Topology("s2s") as topo:
+        net = build(topo)
+        b = start(net.gw_b, work / "b", GW_B, "b", [b_site()])
+        a = start(net.gw_a, work / "a", GW_A, "a", [a_site()])
+        try:
+            _check_crossing(net, a, b, udp=False)
+            # routes into the site device on both gateways
+            routes = net.gw_a.run(["ip", "-4", "route", "show", NET_B]).stdout
+            assert tun_name("sa") in routes
+            # B goes away (Delete sent) and comes back: A brings the site up again itself.
+            b.stop()
+            wait_for(lambda: site_status(a, "site-b")["state"] != "up", 10,
+                     what="site down on A")
+            assert "site site-b: down" in a.log_text()
+            b = start(net.gw_b, work / "b2", GW_B, "b", [b_site()])
+            wait_site_up(a, "site-b", 30)
+            wait_site_up(b, "site-a")
+            assert ping(net.host_a, HOST_B, 3) == 3
+            assert ping(net.host_b, HOST_A, 3) == 3
+        finally:
+            a.stop()
+            b.stop()
+        routes = net.gw_a.run(["ip", "-4", "route", "show", NET_B]).stdout
+        assert routes.strip() == "", routes  # removed at stop
+        for gw in (a, b):
+            assert_no_traceback(gw.log_text())
+
+
+def test_wider_selectors_are_refused(work: Path) -> None:
+    with Topology("s2s-wide") as topo:
+        net = build(topo)
+        b = start(net.gw_b, work / "b", GW_B, "b", [b_site()])
+        # A asks for 198.18.10.0/23 behind it: B allows only 198.18.10.0/24.
+        a = start(net.gw_a, work / "a", GW_A, "a", [a_site(local=("198.18.10.0/23",))])
+        try:
+            wait_for(lambda: "refused" in b.log_text(), 15, what="refusal in B's log")
+            assert ("tunnel 198.18.20.0/24 <-> 198.18.10.0/23 refused: not inside the "
+                    "networks of its site") in b.log_text()
+            wait_for(lambda: "site site-b: negotiation with 198.18.0.2 failed "
+                     "(INVALID-ID-INFORMATION)" in a.log_text(), 10, what="failure on A")
+            assert site_status(a, "site-b")["sas"] == []
+            assert site_status(b, "site-a")["state"] != "up"
+            assert ping(net.host_a, HOST_B, 2, deadline=3) == 0
+            assert site_status(a, "site-b")["no_sa"] >= 1
+        finally:
+            a.stop()
+            b.stop()
+        for gw in (a, b):
+            assert_no_traceback(gw.log_text())
+
+
+def test_site_to_site_through_nat(work: Path) -> None:
+    with Topology("s2s-nat") as topo:
+        net = build(topo, nat=True)
+        b = start(net.gw_b, work / "b", GW_B, "b", [b_site(NAT_OUTSIDE)])
+        a = start(net.gw_a, work / "a", "198.18.1.2", "a", [a_site()])
+        try:
+            _check_crossing(net, a, b, udp=True)
+        finally:
+            a.stop()
+            b.stop()
+        for gw in (a, b):
+            assert_no_traceback(gw.log_text())
