@@ -188,6 +188,7 @@ class SiteManager:
 
     def _child_up(self, event: ChildSAEstablished) -> bool:
         child = event.child
+        rekey = child.selectors is not None and self.table.has_sender(child.selectors)
         site = self.table.install(child, defer_send=event.initiator)
         if site is None:
             return False
@@ -201,10 +202,11 @@ class SiteManager:
         if first:
             self._up[site.name] = self.ipsec.now()
         log.info(
-            "site %s: tunnel %s <-> %s up with %s (ESP in %08x out %08x %s%s)%s",
-            site.name, child.selectors.local, child.selectors.remote, site.peer,
-            child.inbound.spi, child.outbound.spi, child.outbound.transform,
-            " in UDP 4500" if child.udp_encap else "", ": site up" if first else "",
+            "site %s: tunnel %s <-> %s %s with %s (ESP in %08x out %08x %s%s)%s",
+            site.name, child.selectors.local, child.selectors.remote,
+            "rekeyed" if rekey else "up", site.peer, child.inbound.spi, child.outbound.spi,
+            child.outbound.transform, " in UDP 4500" if child.udp_encap else "",
+            ": site up" if first else "",
         )
         sup = self._watch.get(site.name)
         if sup is not None:
@@ -218,7 +220,11 @@ class SiteManager:
         site = self.table.remove(child)
         if site is None or child.selectors is None:
             return
-        if event.reason == "rekeyed":
+        if event.reason == "rekeyed" or self.table.has_sender(child.selectors):
+            log.debug(
+                "site %s: replaced SA in %08x out %08x deleted (%s)", site.name,
+                child.inbound.spi, child.outbound.spi, event.reason,
+            )
             return  # its successor carries on
         log.info(
             "site %s: tunnel %s <-> %s down (%s)", site.name, child.selectors.local,
@@ -296,7 +302,7 @@ class SiteManager:
         assert self.ipsec is not None
         now = self.ipsec.now()
         ike = self.ipsec.ike
-        out: list[dict[str, Any]] = []
+        out: dict[str, dict[str, Any]] = {}  # by name: `ctl status` prints site.key lines
         for site in self.policy.sites:
             sas = self.table.sa_views(site)
             if sas:
@@ -306,19 +312,17 @@ class SiteManager:
             else:
                 state = "down"
             since = self._up.get(site.name)
-            out.append(
-                {
-                    "name": site.name,
-                    "peer": site.peer,
-                    "local": list(site.local),
-                    "remote": list(site.remote),
-                    "initiate": site.initiate,
-                    "state": state,
-                    "uptime": None if since is None else round(now - since, 1),
-                    "sas": sas,
-                    **site.stats.as_dict(),
-                }
-            )
+            out[site.name] = {
+                "name": site.name,
+                "peer": site.peer,
+                "local": list(site.local),
+                "remote": list(site.remote),
+                "initiate": site.initiate,
+                "state": state,
+                "uptime": None if since is None else round(now - since, 1),
+                "sas": sas,
+                **site.stats.as_dict(),
+            }
         tun = self.tun
         return {
             "tun": tun.name if tun is not None else None,

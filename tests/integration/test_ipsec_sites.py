@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from tests.harness.netns import Netns, Topology, wait_for
-from tests.harness.product import ProductProcess, assert_no_traceback
-from tests.integration.ipsec_env import ipsec_server_toml
-from tests.integration.ppp_env import ping, tun_name
+from tests.harness.product import ProductProcess, assert_no_traceback, pyl2tp_bin
+from tests.integration.ipsec_env import ipsec_client_toml, ipsec_server_toml, wait_up
+from tests.integration.ppp_env import POOL_LOCAL, User, ping, tun_name
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 
@@ -62,10 +62,11 @@ def build(topology: Topology, *, nat: bool = False) -> Net:
     return Net(gw_a, gw_b, host_a, host_b, NAT_OUTSIDE if nat else GW_A)
 
 
-def gateway_toml(work: Path, me: str, tag: str, sites: Sequence[Mapping[str, object]],
-                 ipsec: Mapping[str, object] | None = None) -> str:
+def gateway_toml(work: Path, me: str | Sequence[str], tag: str,
+                 sites: Sequence[Mapping[str, object]],
+                 ipsec: Mapping[str, object] | None = None, users: Sequence[User] = ()) -> str:
     text = ipsec_server_toml(
-        work, (), listen=(me,), tun=tun_name(f"l{tag}"),
+        work, users, listen=(me,) if isinstance(me, str) else me, tun=tun_name(f"l{tag}"),
         ipsec={"site_tun": tun_name(f"s{tag}"), "dpd_delay": 2, "dpd_timeout": 6,
                **(ipsec or {})},
     )
@@ -74,9 +75,10 @@ def gateway_toml(work: Path, me: str, tag: str, sites: Sequence[Mapping[str, obj
     return text
 
 
-def start(ns: Netns, work: Path, me: str, tag: str, sites: Sequence[Mapping[str, object]],
-          ipsec: Mapping[str, object] | None = None) -> ProductProcess:
-    proc = ProductProcess(ns, "server", gateway_toml(work, me, tag, sites, ipsec), work)
+def start(ns: Netns, work: Path, me: str | Sequence[str], tag: str,
+          sites: Sequence[Mapping[str, object]], ipsec: Mapping[str, object] | None = None,
+          users: Sequence[User] = ()) -> ProductProcess:
+    proc = ProductProcess(ns, "server", gateway_toml(work, me, tag, sites, ipsec, users), work)
     proc.start()
     return proc
 
@@ -84,7 +86,8 @@ def start(ns: Netns, work: Path, me: str, tag: str, sites: Sequence[Mapping[str,
 def site_status(gw: ProductProcess, name: str) -> dict[str, Any]:
     sites = gw.ctl("status")["ipsec"]["sites"]
     assert sites is not None, "no sites in ctl status"
-    found: dict[str, Any] = next(s for s in sites["sites"] if s["name"] == name)
+    found: dict[str, Any] = sites["sites"][name]
+    assert found["name"] == name
     return found
 
 
@@ -191,3 +194,68 @@ def test_site_to_site_through_nat(work: Path) -> None:
             b.stop()
         for gw in (a, b):
             assert_no_traceback(gw.log_text())
+
+
+def test_peer_declared_dead_then_back(work: Path) -> None:
+    """B dies without a word (SIGKILL): A's DPD declares it dead, the site goes down, and
+    A sets the tunnel up again when B is back."""
+    with Topology("s2s-dpd") as topo:
+        net = build(topo)
+        b = start(net.gw_b, work / "b", GW_B, "b", [b_site()])
+        a = start(net.gw_a, work / "a", GW_A, "a", [a_site()])
+        try:
+            wait_site_up(a, "site-b")
+            assert ping(net.host_a, HOST_B, 2) == 2
+            b.kill()
+            wait_for(lambda: "site site-b: peer 198.18.0.2 is dead (DPD)" in a.log_text(), 15,
+                     what="DPD verdict on A")
+            assert "site site-b: down (peer dead)" in a.log_text()
+            assert site_status(a, "site-b")["sas"] == []
+            b = start(net.gw_b, work / "b2", GW_B, "b", [b_site()])
+            wait_site_up(a, "site-b", 30)
+            assert ping(net.host_a, HOST_B, 3) == 3
+            assert ping(net.host_b, HOST_A, 3) == 3
+        finally:
+            a.stop()
+            b.stop()
+        for gw in (a, b):
+            assert_no_traceback(gw.log_text())
+
+
+def test_l2tp_client_on_a_site_gateway(work: Path) -> None:
+    """Gateway B also serves an L2TP/IPsec client (transport mode) while the site is up."""
+    user = User("alice", "alice-password")
+    with Topology("s2s-l2tp") as topo:
+        net = build(topo)
+        cli = topo.host("cli")
+        topo.link(cli, "198.18.30.2/24", net.gw_b, "198.18.30.1/24")
+        b = start(net.gw_b, work / "b", (GW_B, "198.18.30.1"), "b", [b_site()], users=[user])
+        a = start(net.gw_a, work / "a", GW_A, "a", [a_site()])
+        tun = tun_name("c")
+        client = ProductProcess(
+            cli, "client",
+            ipsec_client_toml(work / "c", user.name, user.password, server="198.18.30.1",
+                              tun=tun),
+            work / "c",
+        )
+        client.start()
+        try:
+            wait_up(client, cli, tun)
+            wait_site_up(a, "site-b")
+            wait_site_up(b, "site-a")
+            assert ping(cli, POOL_LOCAL, 3) == 3
+            assert ping(net.host_a, HOST_B, 3) == 3
+            status = b.ctl("status")["ipsec"]
+            modes = sorted(sa["mode"] for sa in status["sas"])
+            assert modes == ["transport"], status["sas"]  # the site's SA is not an L2TP one
+            assert status["sites"]["sites"]["site-a"]["packets_in"] >= 3
+            # the readable form: one line per key
+            text = b.ns.run([pyl2tp_bin(), "ctl", "-s", b.control_socket, "status"]).stdout
+            assert "ipsec.sites.sites.site-a.state: up" in text, text
+            assert "ipsec.sites.sites.site-a.peer: 198.18.0.1" in text, text
+        finally:
+            client.stop()
+            a.stop()
+            b.stop()
+        for proc in (a, b, client):
+            assert_no_traceback(proc.log_text())
