@@ -259,3 +259,32 @@ def test_l2tp_client_on_a_site_gateway(work: Path) -> None:
             b.stop()
         for proc in (a, b, client):
             assert_no_traceback(proc.log_text())
+
+
+def test_site_rekeys_without_loss(work: Path) -> None:
+    """A short SA lifetime on the initiator: it rekeys make-before-break (85 % of 5 s),
+    pings keep flowing across two rekeys, the old SAs go and the site never goes down."""
+    with Topology("s2s-rekey") as topo:
+        net = build(topo)
+        b = start(net.gw_b, work / "b", GW_B, "b", [b_site()])
+        a = start(net.gw_a, work / "a", GW_A, "a", [a_site()], ipsec={"sa_lifetime": 5})
+        try:
+            wait_site_up(a, "site-b")
+            first = site_status(a, "site-b")["sas"][0]["spi_in"]
+            res = net.host_a.run(["ping", "-n", "-c", "50", "-i", "0.2", "-W", "1", HOST_B],
+                                 check=False, timeout=40)
+            assert " 0% packet loss" in res.stdout, res.stdout
+            assert a.log_text().count("site site-b: tunnel 198.18.10.0/24 <-> "
+                                      "198.18.20.0/24 rekeyed") >= 2
+            assert b.log_text().count("site site-a: tunnel 198.18.20.0/24 <-> "
+                                      "198.18.10.0/24 rekeyed") >= 2
+            for gw, name in ((a, "site-b"), (b, "site-a")):
+                assert "down" not in gw.log_text(), gw.log_text()[-2000:]
+                sas = site_status(gw, name)["sas"]
+                assert 1 <= len(sas) <= 2, sas  # the newest, and perhaps one in its grace
+            assert first not in [s["spi_in"] for s in site_status(a, "site-b")["sas"]]
+        finally:
+            a.stop()
+            b.stop()
+        for gw in (a, b):
+            assert_no_traceback(gw.log_text())
