@@ -288,3 +288,32 @@ def test_site_rekeys_without_loss(work: Path) -> None:
             b.stop()
         for gw in (a, b):
             assert_no_traceback(gw.log_text())
+
+
+def test_two_remote_networks_one_isakmp_sa(work: Path) -> None:
+    """A site with two remote networks: one Main Mode, one tunnel per (local, remote) pair,
+    each network reachable through its own child SA."""
+    with Topology("s2s-two") as topo:
+        net = build(topo)
+        host_b2 = topo.host("hostb2")
+        topo.link(host_b2, "198.18.21.2/24", net.gw_b, "198.18.21.1/24")
+        host_b2.run(["ip", "route", "add", NET_A, "via", "198.18.21.1"])
+        net.host_a.run(["ip", "route", "add", "198.18.21.0/24", "via", "198.18.10.1"])
+        nets_b = [NET_B, "198.18.21.0/24"]
+        b = start(net.gw_b, work / "b", GW_B, "b", [{**b_site(), "local": nets_b}])
+        a = start(net.gw_a, work / "a", GW_A, "a", [{**a_site(), "remote": nets_b}])
+        try:
+            wait_for(lambda: len(site_status(a, "site-b")["sas"]) == 2, 20,
+                     what="two tunnels on A")
+            assert ping(net.host_a, HOST_B, 3) == 3
+            assert ping(net.host_a, "198.18.21.2", 3) == 3
+            assert ping(host_b2, HOST_A, 3) == 3
+            sas = site_status(a, "site-b")["sas"]
+            assert sorted(s["remote"] for s in sas) == nets_b
+            assert all(s["packets_out"] >= 3 and s["packets_in"] >= 3 for s in sas), sas
+            assert a.log_text().count("starting Main Mode") == 1
+        finally:
+            a.stop()
+            b.stop()
+        for gw in (a, b):
+            assert_no_traceback(gw.log_text())
