@@ -180,7 +180,17 @@ class SiteManager:
             log.warning("site %s: negotiation with %s failed (%s)", site.name, site.peer, what)
             self._retry(site)
         elif isinstance(event, PeerDead):
-            log.warning("site %s: peer %s is dead (DPD)", site.name, site.peer)
+            assert self.ipsec is not None
+            others = [
+                i for i in self.ipsec.ike.ike_sas()
+                if i.peer[0] == site.peer and i.cookies != event.cookies
+                and i.state == "established"
+            ]
+            if others:  # e.g. both ends initiated at once: a stale ISAKMP SA went quiet
+                log.info("site %s: an older ISAKMP SA with %s got no DPD answer; another one "
+                         "is up", site.name, site.peer)
+            else:
+                log.warning("site %s: peer %s is dead (DPD)", site.name, site.peer)
             self._retry(site)
         elif isinstance(event, IKESADeleted) and event.reason != "rekeyed":
             self._retry(site)

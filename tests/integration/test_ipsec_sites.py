@@ -317,3 +317,24 @@ def test_two_remote_networks_one_isakmp_sa(work: Path) -> None:
             b.stop()
         for gw in (a, b):
             assert_no_traceback(gw.log_text())
+
+
+def test_both_ends_initiate(work: Path) -> None:
+    """Both gateways initiate at once: they settle (INITIAL-CONTACT may drop the first
+    ISAKMP SA) and traffic crosses both ways."""
+    with Topology("s2s-both") as topo:
+        net = build(topo)
+        b = start(net.gw_b, work / "b", GW_B, "b", [{**b_site(), "initiate": True}])
+        a = start(net.gw_a, work / "a", GW_A, "a", [a_site()])
+        try:
+            wait_site_up(a, "site-b")
+            wait_site_up(b, "site-a")
+            assert ping(net.host_a, HOST_B, 3) == 3
+            assert ping(net.host_b, HOST_A, 3) == 3
+            assert site_status(a, "site-b")["state"] == "up"
+            assert site_status(b, "site-a")["state"] == "up"
+        finally:
+            a.stop()
+            b.stop()
+        for gw in (a, b):
+            assert_no_traceback(gw.log_text())
