@@ -107,6 +107,23 @@ def test_traffic_keeps_dpd_quiet() -> None:
     assert not server.of(PeerDead) and server.ep.stats.dpd_sent == 0
 
 
+def test_esp_counter_keeps_dpd_quiet_and_its_stop_brings_dpd() -> None:
+    """The shell's inbound ESP counter (`IKEConfig.inbound_packets`) proves the peer alive
+    (RFC 3706 5); when it stops growing, R-U-THERE follows and the peer is found dead."""
+    packets = {"n": 0}
+    cfg = config(dpd_delay=10.0, dpd_timeout=50.0)
+    cfg.inbound_packets = lambda child: packets["n"]
+    net, client, server = pair(server_cfg=cfg)
+    connect(net, client)
+    del net.hosts[CLIENT]  # IKE goes nowhere: only the ESP counter speaks for the client
+    for _ in range(100):
+        packets["n"] += 3
+        net.advance(1.0, step=1.0)
+    assert not server.of(PeerDead) and server.ep.stats.dpd_sent == 0
+    net.advance(70.0, step=1.0)  # the counter stands still: probes, then dead
+    assert server.ep.stats.dpd_sent > 0 and len(server.of(PeerDead)) == 1
+
+
 def test_initial_contact_drops_old_sas() -> None:
     """A client that restarts sends INITIAL-CONTACT; its old SAs go."""
     net, client, server = pair()

@@ -119,6 +119,11 @@ class IPsecLayer:
                     self._by_peer[entry.l2tp_peer] = other
                     other.defer_send = False
 
+    def inbound_packets(self, child: ChildSA) -> int:
+        """Packets that decrypted on `child`'s inbound SA (0 if it is not installed)."""
+        entry = self._by_spi.get(child.inbound.spi)
+        return entry.inbound.stats.packets if entry is not None else 0
+
     def has_sa(self, l2tp_peer: Addr) -> bool:
         return l2tp_peer in self._by_peer
 

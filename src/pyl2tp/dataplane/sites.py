@@ -180,6 +180,11 @@ class SiteTable:
             self._rebuild()
         return entry.site
 
+    def inbound_packets(self, child: ChildSA) -> int:
+        """Packets that decrypted on `child`'s inbound SA (0 if it is not installed)."""
+        entry = self._by_spi.get(child.inbound.spi)
+        return entry.inbound.stats.packets if entry is not None else 0
+
     def owns(self, spi: int) -> bool:
         return spi in self._by_spi
 

@@ -357,6 +357,13 @@ class Informational(EndpointCore):
         """RFC 3706 5: R-U-THERE after dpd_delay of silence, dead after dpd_timeout."""
         if not sa.established or not sa.peer_dpd or self.config.dpd_delay <= 0:
             return
+        counter = self.config.inbound_packets
+        if counter is not None:
+            # its children, and after an IKE rekey those it took over (as Deletes do)
+            seen = sum(counter(c) for c in self._children.values() if self._ike_for(c) is sa)
+            if seen != sa.traffic_seen:  # ESP arrived since we last looked: alive
+                sa.traffic_seen = seen
+                sa.last_seen = max(sa.last_seen, now)
         if now - sa.last_seen >= self.config.dpd_timeout:
             log.warning("IKE peer %s: dead (no answer to DPD)", fmt_peer(sa.peer))
             self.stats.peers_dead += 1

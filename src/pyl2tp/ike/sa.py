@@ -8,6 +8,7 @@ keeps per ISAKMP SA and per Quick Mode message ID; none of their secrets reach r
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -85,6 +86,9 @@ class IKEConfig:
     # RFC 3706: R-U-THERE after dpd_delay of silence; the peer is dead after dpd_timeout.
     dpd_delay: float = 30.0
     dpd_timeout: float = 150.0
+    # The shell's count of ESP packets received on a child SA: when it grew since the last
+    # look the peer is alive and no R-U-THERE is sent (RFC 3706 5). None: IKE traffic only.
+    inbound_packets: Callable[[ChildSA], int] | None = None
     retransmit_initial: float = 1.0
     retransmit_max: int = 5
     max_half_open: int = 1000
@@ -210,6 +214,7 @@ class IKESA:
     nat_t: bool = False  # talking on 4500 (non-ESP marker)
     state: str = "start"  # "mm1".."mm6", "established", "dead"
     last_seen: float = 0.0
+    traffic_seen: int = 0  # inbound ESP packets on our children at the last DPD look
     l2tp: bool = False  # initiator: start Quick Mode for L2TP after Main Mode
     tunnel: TunnelSelectors | None = None  # initiator: or a tunnel-mode Quick Mode
     # phase 1 negotiation

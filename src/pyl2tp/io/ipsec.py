@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pyl2tp.dataplane.ipsec import IPsecLayer
 from pyl2tp.esp import IKE_MARKER, classify_4500, keepalive
-from pyl2tp.ike.endpoint import IKEEndpoint
+from pyl2tp.ike.endpoint import ChildSA, IKEEndpoint
 from pyl2tp.ike.events import ChildSADeleted, ChildSAEstablished, Event
 from pyl2tp.io.timer import DeadlineTimer
 from pyl2tp.io.udp import BURST, EndpointDriver, grow_receive_buffer
@@ -54,6 +54,7 @@ class IPsecDriver:
     ) -> None:
         self.l2tp = l2tp
         ike.config.rekey = rekey  # rekey before expiry (the sans-I/O default is off)
+        ike.config.inbound_packets = self._inbound_packets  # RFC 3706 5: traffic is life
         self.ike = ike
         self.layer = layer
         self.on_event = on_event
@@ -69,6 +70,13 @@ class IPsecDriver:
         l2tp.outbound_hook = self.send_l2tp
         if layer.require:
             l2tp.plain_filter = self._plain_l2tp
+
+    def _inbound_packets(self, child: ChildSA) -> int:
+        """ESP packets received so far on `child` (L2TP or site tunnel)."""
+        count = self.layer.inbound_packets(child)
+        if self.sites is not None:
+            count += self.sites.table.inbound_packets(child)
+        return count
 
     async def listen(self, host: str) -> None:
         """UDP 500 and 4500 and raw ESP on `host`."""
