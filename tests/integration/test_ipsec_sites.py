@@ -320,8 +320,9 @@ def test_two_remote_networks_one_isakmp_sa(work: Path) -> None:
 
 
 def test_both_ends_initiate(work: Path) -> None:
-    """Both gateways initiate at once: they settle (INITIAL-CONTACT may drop the first
-    ISAKMP SA) and traffic crosses both ways."""
+    """Both gateways initiate at once: each holds the other's negotiation when it
+    authenticates, so neither sends INITIAL-CONTACT and no SA is dropped; traffic crosses
+    both ways."""
     with Topology("s2s-both") as topo:
         net = build(topo)
         b = start(net.gw_b, work / "b", GW_B, "b", [{**b_site(), "initiate": True}])
@@ -338,3 +339,4 @@ def test_both_ends_initiate(work: Path) -> None:
             b.stop()
         for gw in (a, b):
             assert_no_traceback(gw.log_text())
+            assert "INITIAL-CONTACT" not in gw.log_text()

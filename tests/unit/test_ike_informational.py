@@ -186,6 +186,39 @@ def test_nat_mapping_change_followed() -> None:
     assert new[0] == old[0] and new[1] != old[1] and new[1] > 50000
 
 
+def test_both_ends_initiating_keep_both_sas() -> None:
+    """Two gateways start Main Mode to each other at once: neither says INITIAL-CONTACT
+    (each already holds the other's negotiation), so neither SA is dropped."""
+    net = Net()
+    server = net.add(SERVER, config(), 1)
+    client = net.add(CLIENT, config(), 2)
+    client.ep.initiate(SERVER, net.now, local=(CLIENT, 500), l2tp=False)
+    server.ep.initiate(CLIENT, net.now, local=(SERVER, 500), l2tp=False)
+    net.pump()
+    for host in (client, server):
+        assert len(host.of(IKESAEstablished)) == 2
+        assert not host.of(IKESADeleted)
+        assert [s.state for s in host.ep.ike_sas()] == ["established", "established"]
+
+
+def test_initial_contact_spares_an_sa_that_came_up_meanwhile() -> None:
+    """INITIAL-CONTACT covers SAs older than the negotiation that carries it; one that came
+    up while that negotiation ran stays (the peer could not have meant it)."""
+    from pyl2tp.ike.sa import IKESA
+
+    net, client, server = pair()
+    connect(net, client, l2tp=False)
+    (up,) = server.ep._sas.values()
+    started_before = IKESA(b"N" * 8, b"M" * 8, False, up.peer, up.local, up.established_at - 1)
+    server.ep._initial_contact(started_before)
+    assert [s.cookies for s in server.ep.ike_sas()] == [up.cookies]
+    started_after = IKESA(b"O" * 8, b"P" * 8, False, up.peer, up.local, up.established_at + 1)
+    server.ep._initial_contact(started_after)
+    assert server.ep.ike_sas() == []
+    server.events += server.ep.next_events()
+    assert [e.reason for e in server.of(IKESADeleted)] == ["INITIAL-CONTACT"]
+
+
 def test_initial_contact_behind_nat_new_port() -> None:
     """A client behind a NAT reboots (new mapped port): its old SAs go, a neighbour's stay."""
     from tests.unit.test_ike_mainmode import NAT_PUBLIC

@@ -347,9 +347,18 @@ class Informational(EndpointCore):
         for other in list(self._sas.values()):
             if other is sa or not other.established or other.peer[0] != sa.peer[0]:
                 continue
+            if other.established_at > sa.created:
+                # Up while this one was negotiated (both ends initiating at once): the
+                # peer's "I know of no SA" predates it.
+                continue
             same = other.peer_id == sa.peer_id if sa.nat_peer else True
             if same:
                 self._drop_ike(other, "INITIAL-CONTACT", children=True)
+
+    def _other_sas_with(self, sa: IKESA) -> bool:
+        """We hold another ISAKMP SA, up or being built, with `sa`'s peer address."""
+        return any(o is not sa and o.peer[0] == sa.peer[0] and o.state != "dead"
+                   for o in self._sas.values())
 
     # -- DPD --------------------------------------------------------------------------------
 

@@ -316,9 +316,9 @@ class MainMode(Informational):
             encode_payload_body(idii),
         )
         out: list[Payload] = [idii, *self._proof(sa, digest)]
-        if sa.rekey_of is None:
+        if sa.rekey_of is None and not self._other_sas_with(sa):
             # RFC 2407 4.6.3.3: tell the responder to drop our SAs from before a restart
-            # (never on a rekey: the old SAs still carry traffic).
+            # (never on a rekey, nor while we hold others with it: they carry traffic).
             out.append(NotifyPayload(NotifyType.INITIAL_CONTACT, sa.cookies))
         sa.state = "mm5"
         data = encode_message(
