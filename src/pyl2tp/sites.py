@@ -18,6 +18,7 @@ import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
+from pyl2tp.dataplane.ipsec import promote_after
 from pyl2tp.dataplane.sites import Site, SitePolicy, SiteTable
 from pyl2tp.esp import RandomPool
 from pyl2tp.ike.events import (
@@ -47,8 +48,6 @@ RETRY_INITIAL = 1.0
 RETRY_CAP = 60.0
 #: and checks its tunnels at least this often
 WATCH_INTERVAL = 30.0
-#: a rekey we initiated sends on the new SA after at most this long (see io/ipsec.py)
-PROMOTE_MAX = 1.0
 
 
 class _Supervisor:
@@ -204,8 +203,7 @@ class SiteManager:
             return False
         assert self.ipsec is not None and self._loop is not None and child.selectors is not None
         if event.initiator:
-            delay = min(max(event.rtt + 0.02, 0.05), PROMOTE_MAX)
-            self._loop.call_later(delay, self.table.promote, child)
+            self._loop.call_later(promote_after(event.rtt), self.table.promote, child)
         if child.udp_encap:
             self.ipsec.start_keepalives()
         first = site.name not in self._up

@@ -59,6 +59,19 @@ class _Installed:
     hard_reported: bool = False
 
 
+#: a rekey we initiated sends on the new SA once the peer has used it, or after the Quick
+#: Mode round trip plus a margin (QM3 has arrived by then), within these bounds (seconds)
+PROMOTE_MARGIN = 0.02
+PROMOTE_MIN = 0.05
+PROMOTE_MAX = 1.0
+
+
+def promote_after(rtt: float) -> float:
+    """Seconds after a rekey we initiated until the new SA sends even if the peer has not
+    used it yet (traffic one way only); ``rtt`` is QM1 to QM2."""
+    return min(max(rtt + PROMOTE_MARGIN, PROMOTE_MIN), PROMOTE_MAX)
+
+
 def l2tp_peer_of(child: ChildSA) -> Addr:
     """The address the L2TP layer uses for the peer behind `child`."""
     if child.udp_encap:

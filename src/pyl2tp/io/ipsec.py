@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pyl2tp.dataplane.ipsec import IPsecLayer
+from pyl2tp.dataplane.ipsec import IPsecLayer, promote_after
 from pyl2tp.esp import IKE_MARKER, classify_4500, keepalive
 from pyl2tp.ike.endpoint import ChildSA, IKEEndpoint
 from pyl2tp.ike.events import ChildSADeleted, ChildSAEstablished, Event
@@ -33,11 +33,6 @@ NAT_T_PORT = 4500
 IPPROTO_ESP = 50
 #: RFC 3948 4: keepalives every 20 s keep a NAT mapping open
 KEEPALIVE_INTERVAL = 20.0
-#: a rekey we initiated: send on the new SA once the peer has used it, or after the Quick
-#: Mode round trip plus this margin, within [PROMOTE_MIN, PROMOTE_MAX] seconds
-PROMOTE_MARGIN = 0.02
-PROMOTE_MIN = 0.05
-PROMOTE_MAX = 1.0
 
 
 class IPsecDriver:
@@ -261,8 +256,7 @@ class IPsecDriver:
                 if event.initiator:
                     # Our QM3 reaches the peer about half a round trip after we sent it;
                     # traffic that flows only our way never proves it, so stop waiting then.
-                    delay = min(max(event.rtt + PROMOTE_MARGIN, PROMOTE_MIN), PROMOTE_MAX)
-                    self._loop.call_later(delay, self.layer.promote, child)
+                    self._loop.call_later(promote_after(event.rtt), self.layer.promote, child)
                 log.info(
                     "ESP SA up with %s (id %s): in %08x out %08x %s %s%s",
                     f"{l2tp_peer[0]}:{l2tp_peer[1]}",
