@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Protocol
 
 from pyl2tp.errors import ParseError
 from pyl2tp.esp import ESPError, InboundSA, OutboundSA, SAExpiredError
@@ -59,6 +60,29 @@ class _Installed:
     hard_reported: bool = False
 
 
+class _Limited(Protocol):
+    child: ChildSA
+    soft_reported: bool
+    hard_reported: bool
+
+
+class LimitReports:
+    """Child SAs past their soft ESP limit (rekey) or hard one (delete), each reported
+    once per SA; the shell drains both lists."""
+
+    def __init__(self) -> None:
+        self.soft_limited: list[ChildSA] = []
+        self.hard_limited: list[ChildSA] = []
+
+    def _limits(self, entry: _Limited, soft: bool, hard: bool) -> None:
+        if hard and not entry.hard_reported:
+            entry.hard_reported = True
+            self.hard_limited.append(entry.child)
+        elif soft and not entry.soft_reported:
+            entry.soft_reported = True
+            self.soft_limited.append(entry.child)
+
+
 #: a rekey we initiated sends on the new SA once the peer has used it, or after the Quick
 #: Mode round trip plus a margin (QM3 has arrived by then), within these bounds (seconds)
 PROMOTE_MARGIN = 0.02
@@ -79,19 +103,16 @@ def l2tp_peer_of(child: ChildSA) -> Addr:
     return (child.peer[0], L2TP_PORT)
 
 
-class IPsecLayer:
+class IPsecLayer(LimitReports):
     """Installed child SAs by inbound SPI and by L2TP peer."""
 
     def __init__(self, *, require: bool, random_bytes: Callable[[int], bytes]) -> None:
+        super().__init__()
         self.require = require
         self.random_bytes = random_bytes
         self.stats = IPsecStats()
         self._by_spi: dict[int, _Installed] = {}
         self._by_peer: dict[Addr, _Installed] = {}
-        #: child SAs whose outbound soft limit was reached (the shell drains it and rekeys)
-        self.soft_limited: list[ChildSA] = []
-        #: child SAs past their hard byte or packet limit (the shell has them deleted)
-        self.hard_limited: list[ChildSA] = []
 
     def install(self, child: ChildSA, *, defer_send: bool = False) -> Addr:
         """Start using `child`; returns its L2TP peer. A newer SA for a peer replaces the older
@@ -185,15 +206,6 @@ class IPsecLayer:
             # The NAT moved the peer's mapping: follow it (RFC 3947 5.2 spirit).
             self._move(entry, source)
         return udp.payload, entry.l2tp_peer
-
-    def _limits(self, entry: _Installed, soft: bool, hard: bool) -> None:
-        """Report a soft limit (rekey) or a hard one (delete) once per SA."""
-        if hard and not entry.hard_reported:
-            entry.hard_reported = True
-            self.hard_limited.append(entry.child)
-        elif soft and not entry.soft_reported:
-            entry.soft_reported = True
-            self.soft_limited.append(entry.child)
 
     def _move(self, entry: _Installed, source: Addr) -> None:
         if self._by_peer.get(entry.l2tp_peer) is entry:

@@ -16,6 +16,7 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 
+from pyl2tp.dataplane.ipsec import LimitReports
 from pyl2tp.esp import ESPError, InboundSA, OutboundSA, SAExpiredError
 from pyl2tp.ike.sa import ChildSA, TunnelSelectors
 
@@ -113,10 +114,11 @@ class _Tunnel:
     hard_reported: bool = False
 
 
-class SiteTable:
+class SiteTable(LimitReports):
     """Installed tunnel-mode child SAs: by inbound SPI and by (remote, local) selectors."""
 
     def __init__(self, policy: SitePolicy, *, random_bytes: Callable[[int], bytes]) -> None:
+        super().__init__()
         self.policy = policy
         self.random_bytes = random_bytes
         self._by_spi: dict[int, _Tunnel] = {}
@@ -124,8 +126,6 @@ class SiteTable:
         self._senders: dict[TunnelSelectors, _Tunnel] = {}
         #: (mask, {remote network: senders}), longest prefix first; rebuilt on change
         self._routes: list[tuple[int, dict[int, list[_Tunnel]]]] = []
-        self.soft_limited: list[ChildSA] = []
-        self.hard_limited: list[ChildSA] = []
         #: sites that dropped a packet for want of an SA since the shell last looked
         self.starved: set[str] = set()
         self.unknown_site = 0  # packets from the device for no configured site
@@ -270,14 +270,6 @@ class SiteTable:
         stats.packets_out += 1
         stats.bytes_out += len(packet)
         return sealed, entry.dest, entry.child.udp_encap, entry.host
-
-    def _limits(self, entry: _Tunnel, soft: bool, hard: bool) -> None:
-        if hard and not entry.hard_reported:
-            entry.hard_reported = True
-            self.hard_limited.append(entry.child)
-        elif soft and not entry.soft_reported:
-            entry.soft_reported = True
-            self.soft_limited.append(entry.child)
 
     # -- views ------------------------------------------------------------------------------
 
