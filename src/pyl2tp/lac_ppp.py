@@ -53,14 +53,16 @@ class ClientPPP:
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, PPPNetworkUp):
+            if self.use_tun:
+                self._tun_up(event)
+            # Said once the TUN, its routes and the DNS servers are in place: a script that
+            # waits for this line can use the link at once.
             dns = ", ".join(str(d) for d in event.dns) or "none"
             print(
                 f"connected: address {event.local} peer {event.peer} dns {dns}"
                 f" (tunnel {event.session.tunnel.local_id} session {event.session.local_id})",
                 flush=True,
             )
-            if self.use_tun:
-                self._tun_up(event)
         elif isinstance(event, PPPIPv6Up):
             if event.prefix is not None:
                 self._pending_v6 = (event.link, event.prefix)
