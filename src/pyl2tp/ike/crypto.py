@@ -25,7 +25,7 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from pyl2tp.errors import ParseError
-from pyl2tp.ike.proposals import EncryptionAlgorithm, HashAlgorithm
+from pyl2tp.ike.proposals import HASH_NAMES, EncryptionAlgorithm, HashAlgorithm
 
 __all__ = [
     "IkeCipher",
@@ -49,13 +49,6 @@ __all__ = [
     "skeyid_signature",
 ]
 
-_HASH_NAMES = {
-    HashAlgorithm.MD5: "md5",
-    HashAlgorithm.SHA1: "sha1",
-    HashAlgorithm.SHA2_256: "sha256",
-    HashAlgorithm.SHA2_384: "sha384",
-    HashAlgorithm.SHA2_512: "sha512",
-}
 _MID = struct.Struct(">I")
 
 
@@ -66,7 +59,7 @@ class Prf:
 
     def __init__(self, algorithm: HashAlgorithm | int) -> None:
         try:
-            self._name = _HASH_NAMES[HashAlgorithm(algorithm)]
+            self._name = HASH_NAMES[HashAlgorithm(algorithm)]
         except (KeyError, ValueError):
             raise ValueError(f"hash algorithm {algorithm} is not supported") from None
         self.algorithm = HashAlgorithm(algorithm)

@@ -67,6 +67,7 @@ from pyl2tp.wire.isakmp_types import (
 __all__ = [
     "DEFAULT_INITIATOR_ESP",
     "DEFAULT_INITIATOR_IKE",
+    "HASH_NAMES",
     "AuthMethod",
     "EncryptionAlgorithm",
     "EspSuite",
@@ -142,7 +143,8 @@ class Group(IntEnum):
 
 _AES_KEYS = (128, 192, 256)
 _ENC_NAMES = {EncryptionAlgorithm.AES_CBC: "aes", EncryptionAlgorithm.TRIPLE_DES_CBC: "3des"}
-_HASH_NAMES = {
+#: phase-1 hashes by their hashlib names (also strongSwan's proposal keywords)
+HASH_NAMES = {
     HashAlgorithm.MD5: "md5",
     HashAlgorithm.SHA1: "sha1",
     HashAlgorithm.SHA2_256: "sha256",
@@ -178,7 +180,7 @@ class IkeSuite:
         if self.encryption == EncryptionAlgorithm.AES_CBC:
             enc += str(self.key_bits)
         return (
-            f"{enc}-{_HASH_NAMES.get(self.hash, self.hash.name.lower())}-{_group_name(self.group)}"
+            f"{enc}-{HASH_NAMES.get(self.hash, self.hash.name.lower())}-{_group_name(self.group)}"
         )
 
 
