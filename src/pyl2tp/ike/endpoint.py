@@ -22,7 +22,6 @@ import hashlib
 import logging
 import math
 import struct
-from collections.abc import Callable
 
 from pyl2tp.errors import ParseError
 from pyl2tp.ike.events import Event, NegotiationFailed
@@ -40,7 +39,6 @@ from pyl2tp.ike.sa import (
     RekeyState,
     TunnelSelectors,
 )
-from pyl2tp.keylog import KeyLog
 from pyl2tp.wire.isakmp import (
     ExchangeType,
     NotifyPayload,
@@ -67,16 +65,6 @@ AGGRESSIVE_LOG_PEERS = 1024  # peers remembered for that
 
 class IKEEndpoint(QuickMode):
     """IKEv1 responder and initiator: Main Mode (PSK), Quick Mode, informational, DPD."""
-
-    def __init__(
-        self,
-        config: IKEConfig,
-        *,
-        random_bytes: Callable[[int], bytes],
-        keylog: KeyLog | None = None,
-    ) -> None:
-        super().__init__(config, random_bytes=random_bytes, keylog=keylog)
-        self._aggressive_logged: dict[str, float] = {}  # peer IP -> when we last said so
 
     # -- input --------------------------------------------------------------------------
 

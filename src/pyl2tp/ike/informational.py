@@ -83,6 +83,7 @@ class EndpointCore:
         self._half: dict[tuple[bytes, Addr], bytes] = {}  # responder: (CKY-I, peer) -> cookies
         self._out: list[tuple[bytes, Addr, Addr, bool]] = []
         self._events: list[Event] = []
+        self._aggressive_logged: dict[str, float] = {}  # peer IP -> when we said it was off
 
     # -- output ---------------------------------------------------------------------------
 
